@@ -1,0 +1,426 @@
+package jobs
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Load reads, decodes and validates a spec file. Every problem is reported at once.
+func Load(file string) (*Loaded, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, &SpecError{Problems: []Problem{{File: file, Msg: fmt.Sprintf("cannot read the spec: %v", unwrapPathError(err))}}}
+	}
+	l, err := Parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+type checker struct {
+	l        *Loaded
+	problems []Problem
+}
+
+func (c *checker) add(path, format string, args ...any) {
+	c.problems = append(c.problems, Problem{File: c.l.File, Pos: c.l.PosOf(path), Msg: displayPath(path) + ": " + fmt.Sprintf(format, args...)})
+}
+
+var (
+	nameRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	slurmNameRe = regexp.MustCompile(`^[A-Za-z0-9_.,-]*$`)
+	// Slurm --time: minutes, minutes:seconds, hours:minutes:seconds, days-hours,
+	// days-hours:minutes, days-hours:minutes:seconds (sbatch(1)).
+	slurmTimeRe = regexp.MustCompile(`^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2})$`)
+	memRe       = regexp.MustCompile(`^\d+[KMGT]?$`)
+	directiveRe = regexp.MustCompile(`^--[a-z][a-z0-9-]*(=.*)?$`)
+)
+
+// Validate checks the semantics of a decoded spec and reports every problem together.
+func (l *Loaded) Validate() error {
+	c := &checker{l: l}
+	s := &l.Spec
+	c.strings()
+
+	if s.Name == "" {
+		c.add("name", "required: a short name for the experiment, such as urban-rural")
+	} else if !nameRe.MatchString(s.Name) {
+		c.add("name", "%q is not a valid name: use letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit", s.Name)
+	}
+	c.path("workdir", s.Workdir, true)
+	if strings.ContainsAny(s.Workdir, "\"%\\") {
+		c.add("workdir", "%q contains \", %% or \\, which Slurm's #SBATCH --output cannot carry; choose another directory", s.Workdir)
+	}
+	if !slices.Contains(Executors, s.Executor) {
+		c.oneOf("executor", s.Executor, Executors)
+	}
+	if strings.HasPrefix(s.Cluster.Host, "-") || strings.ContainsAny(s.Cluster.Host, " \t") {
+		c.add("cluster.host", "%q is not an ssh destination", s.Cluster.Host)
+	}
+
+	c.path("data.train", s.Data.Train, true)
+	c.path("data.val", s.Data.Val, true)
+	if len(s.Data.ImageSize) != 2 {
+		c.add("data.image_size", "expected [height, width], found %d values", len(s.Data.ImageSize))
+	} else if minSide, ok := Backbones[s.Model.Backbone]; ok {
+		for i, side := range s.Data.ImageSize {
+			if side < minSide {
+				c.add(fmt.Sprintf("data.image_size[%d]", i), "%d is below %s's minimum of %d pixels", side, s.Model.Backbone, minSide)
+			} else if side > 4096 {
+				c.add(fmt.Sprintf("data.image_size[%d]", i), "%d is above the maximum of 4096 pixels", side)
+			}
+		}
+	}
+	c.intRange("data.batch_size", s.Data.BatchSize, 1, 65536)
+	c.intRange("data.shuffle_buffer", s.Data.ShuffleBuffer, 1, 10_000_000)
+	c.intRange("seed", s.Seed, 0, 1<<31-1)
+
+	if _, ok := Backbones[s.Model.Backbone]; !ok {
+		c.oneOf("model.backbone", s.Model.Backbone, sortedKeys(Backbones))
+	}
+	if s.Model.Weights == "" {
+		c.add("model.weights", "required: imagenet, none, or the path of a weights file")
+	} else if s.Model.Weights != "imagenet" && s.Model.Weights != "none" {
+		c.path("model.weights", s.Model.Weights, true)
+	}
+	c.path("model.weights_cache", s.Model.WeightsCache, s.Model.Weights == "imagenet")
+	if s.Model.Dropout < 0 || s.Model.Dropout >= 1 {
+		c.add("model.dropout", "%g is outside [0, 1)", s.Model.Dropout)
+	}
+
+	if s.Augment.Rotation < 0 || s.Augment.Rotation > 180 {
+		c.add("augment.rotation", "%g degrees is outside [0, 180]", s.Augment.Rotation)
+	}
+	for _, f := range []struct {
+		path string
+		v    float64
+	}{{"augment.zoom", s.Augment.Zoom}, {"augment.width_shift", s.Augment.WidthShift}, {"augment.height_shift", s.Augment.HeightShift}} {
+		if f.v < 0 || f.v >= 1 {
+			c.add(f.path, "%g is outside [0, 1): a fraction of the image", f.v)
+		}
+	}
+
+	c.slurm(&s.Slurm)
+	c.container(&s.Container)
+	c.stages()
+
+	if len(c.problems) > 0 {
+		return &SpecError{Problems: c.problems}
+	}
+	return nil
+}
+
+// strings rejects control characters anywhere: no real value has them, and a newline in a
+// value that reaches an #SBATCH line would start a line of its own.
+func (c *checker) strings() {
+	for path, v := range stringFields(&c.l.Spec) {
+		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+			c.add(path, "contains the control character %q at byte %d", v[i], i)
+		}
+	}
+}
+
+func (c *checker) path(path, v string, required bool) {
+	if v == "" {
+		if required {
+			c.add(path, "required: a path")
+		}
+		return
+	}
+	if strings.HasPrefix(v, "~") && !strings.HasPrefix(v, "~/") && v != "~" {
+		c.add(path, "%q: only ~/ (your own home) is expanded; write the full path", v)
+	}
+}
+
+func (c *checker) oneOf(path, v string, allowed []string) {
+	msg := fmt.Sprintf("%q is not one of %s", v, strings.Join(allowed, ", "))
+	if s := suggest(v, allowed); s != "" && v != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	c.add(path, "%s", msg)
+}
+
+func (c *checker) intRange(path string, v, lo, hi int) {
+	if v < lo || v > hi {
+		c.add(path, "%d is outside [%d, %d]", v, lo, hi)
+	}
+}
+
+func (c *checker) slurm(sl *Slurm) {
+	for _, f := range []struct{ path, v string }{{"slurm.partition", sl.Partition}, {"slurm.account", sl.Account}, {"slurm.qos", sl.QOS}} {
+		if !slurmNameRe.MatchString(f.v) {
+			c.add(f.path, "%q is not a Slurm name (letters, digits, '_', '.', ',', '-')", f.v)
+		}
+	}
+	c.slurmTime("slurm.time", sl.Time, true)
+	c.intRange("slurm.gpus", sl.GPUs, 0, 16)
+	c.intRange("slurm.cpus_per_task", sl.CPUsPerTask, 1, 1024)
+	c.mem("slurm.mem", sl.Mem, true)
+	if sl.Nodes != 1 {
+		c.add("slurm.nodes", "%d: the trainer runs on one node (several GPUs through MirroredStrategy); set 1", sl.Nodes)
+	}
+	c.intRange("slurm.signal_before", sl.SignalBefore, 0, 65535)
+	for i, e := range sl.Extra {
+		p := fmt.Sprintf("slurm.extra[%d]", i)
+		if !directiveRe.MatchString(e) {
+			c.add(p, "%q is not an sbatch option of the form --name or --name=value", e)
+		}
+	}
+}
+
+func (c *checker) slurmTime(path, v string, required bool) {
+	if v == "" && !required {
+		return
+	}
+	if !slurmTimeRe.MatchString(v) {
+		c.add(path, "%q is not a Slurm time (for example 12:00:00, 90, 1-12:00:00)", v)
+		return
+	}
+	if v == "0" || strings.Trim(v, "0:-") == "" {
+		c.add(path, "%q is a zero time limit", v)
+	}
+}
+
+func (c *checker) mem(path, v string, required bool) {
+	if v == "" && !required {
+		return
+	}
+	if !memRe.MatchString(v) {
+		c.add(path, "%q is not a Slurm memory size (for example 32G, 8000M; 0 means all of the node)", v)
+	}
+}
+
+func (c *checker) container(ct *Container) {
+	if !slices.Contains(Runtimes, ct.Runtime) {
+		c.oneOf("container.runtime", ct.Runtime, Runtimes)
+		return
+	}
+	if ct.Runtime != "none" && ct.Image == "" {
+		c.add("container.image", "required for runtime %s: a .sqsh/.sif path or a registry reference", ct.Runtime)
+	}
+	for i, m := range ct.Mounts {
+		p := fmt.Sprintf("container.mounts[%d]", i)
+		parts := strings.Split(m, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			c.add(p, "%q is not SOURCE:TARGET or SOURCE:TARGET:OPTIONS", m)
+		} else if strings.Contains(m, ",") {
+			c.add(p, "%q: ',' separates mounts for pyxis; give one mount per entry", m)
+		}
+	}
+	if ct.Python == "" {
+		c.add("container.python", "required: the python interpreter inside the container, such as python3")
+	}
+}
+
+func (c *checker) stages() {
+	s := &c.l.Spec
+	if len(s.Stages) == 0 {
+		c.add("stages", "required: at least one stage (see configs/urban.yaml)")
+		return
+	}
+	index := map[string]int{}
+	for i, st := range s.Stages {
+		p := fmt.Sprintf("stages[%d]", i)
+		switch {
+		case st.Name == "":
+			c.add(p+".name", "required: a name such as frozen or finetune")
+		case !nameRe.MatchString(st.Name):
+			c.add(p+".name", "%q is not a valid stage name: letters, digits, '.', '_' and '-'", st.Name)
+		default:
+			if j, dup := index[st.Name]; dup {
+				c.add(p+".name", "%q is already the name of stages[%d]", st.Name, j)
+			} else {
+				index[st.Name] = i
+			}
+		}
+		c.intRange(p+".epochs", st.Epochs, 1, 100000)
+		c.intRange(p+".steps_per_epoch", st.StepsPerEpoch, 0, 1<<30)
+		c.intRange(p+".validation_steps", st.ValidationSteps, 0, 1<<30)
+		if !slices.Contains(Optimizers, st.Optimizer.Name) {
+			c.oneOf(p+".optimizer.name", st.Optimizer.Name, Optimizers)
+		}
+		if lr := st.Optimizer.LearningRate; !(lr > 0 && lr <= 10) {
+			c.add(p+".optimizer.learning_rate", "%g is not a learning rate in (0, 10]", lr)
+		}
+		c.slurmTime(p+".slurm.time", st.Slurm.Time, false)
+		c.mem(p+".slurm.mem", st.Slurm.Mem, false)
+		if !slurmNameRe.MatchString(st.Slurm.Partition) {
+			c.add(p+".slurm.partition", "%q is not a Slurm name", st.Slurm.Partition)
+		}
+		if st.Slurm.GPUs != nil {
+			c.intRange(p+".slurm.gpus", *st.Slurm.GPUs, 0, 16)
+		}
+		if st.Slurm.CPUsPerTask != nil {
+			c.intRange(p+".slurm.cpus_per_task", *st.Slurm.CPUsPerTask, 1, 1024)
+		}
+		for j, arg := range st.Command {
+			if arg == "" && j == 0 {
+				c.add(fmt.Sprintf("%s.command[0]", p), "the program to run is empty")
+			}
+		}
+	}
+	for i, st := range s.Stages {
+		p := fmt.Sprintf("stages[%d]", i)
+		for j, dep := range st.DependsOn {
+			dp := fmt.Sprintf("%s.depends_on[%d]", p, j)
+			if _, ok := index[dep]; !ok {
+				msg := fmt.Sprintf("no stage is called %q", dep)
+				if sug := suggest(dep, sortedKeys(index)); sug != "" {
+					msg += fmt.Sprintf("; did you mean %q?", sug)
+				}
+				c.add(dp, "%s", msg)
+			} else if dep == st.Name {
+				c.add(dp, "stage %q depends on itself", dep)
+			}
+		}
+		if st.InitFrom != "" {
+			if _, ok := index[st.InitFrom]; !ok {
+				c.add(p+".init_from", "no stage is called %q", st.InitFrom)
+			} else if !c.reaches(st.Name, st.InitFrom, index, map[string]bool{}) {
+				c.add(p+".init_from", "stage %q must depend on %q (directly or not) to start from its checkpoint", st.Name, st.InitFrom)
+			}
+		}
+	}
+	if cyc := c.cycle(index); cyc != nil {
+		first := index[cyc[0]]
+		c.add(fmt.Sprintf("stages[%d].depends_on", first), "dependency cycle: %s", strings.Join(cyc, " -> "))
+	}
+}
+
+// reaches reports whether stage from depends on target, directly or through others.
+func (c *checker) reaches(from, target string, index map[string]int, seen map[string]bool) bool {
+	if seen[from] {
+		return false
+	}
+	seen[from] = true
+	i, ok := index[from]
+	if !ok {
+		return false
+	}
+	for _, d := range c.l.Spec.Stages[i].DependsOn {
+		if d == target || c.reaches(d, target, index, seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// cycle returns one dependency cycle as a path of stage names, or nil.
+func (c *checker) cycle(index map[string]int) []string {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	var found []string
+	var visit func(string) bool
+	visit = func(n string) bool {
+		color[n] = grey
+		stack = append(stack, n)
+		for _, d := range c.l.Spec.Stages[index[n]].DependsOn {
+			if _, ok := index[d]; !ok || d == n {
+				continue
+			}
+			switch color[d] {
+			case grey:
+				k := slices.Index(stack, d)
+				found = append(append([]string{}, stack[k:]...), d)
+				return true
+			case white:
+				if visit(d) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[n] = black
+		return false
+	}
+	for _, st := range c.l.Spec.Stages {
+		if _, ok := index[st.Name]; ok && color[st.Name] == white && visit(st.Name) {
+			return found
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// stringFields lists every string value of the spec by its path, for checks that apply to
+// all of them (and for the injection tests, which fill each one with hostile text).
+func stringFields(s *Spec) map[string]string {
+	out := map[string]string{}
+	for _, f := range StringFieldPointers(s) {
+		out[f.Path] = *f.Ptr
+	}
+	return out
+}
+
+// StringField is a settable string of a spec, by path.
+type StringField struct {
+	Path string
+	Ptr  *string
+}
+
+// StringFieldPointers returns every string in the spec that the user can write, with its
+// path, so tests can fill each with hostile text without listing them by hand.
+func StringFieldPointers(s *Spec) []StringField {
+	f := []StringField{
+		{"name", &s.Name}, {"description", &s.Description}, {"workdir", &s.Workdir},
+		{"executor", &s.Executor}, {"cluster.host", &s.Cluster.Host},
+		{"data.train", &s.Data.Train}, {"data.val", &s.Data.Val},
+		{"model.backbone", &s.Model.Backbone}, {"model.weights", &s.Model.Weights},
+		{"model.weights_cache", &s.Model.WeightsCache},
+		{"slurm.partition", &s.Slurm.Partition}, {"slurm.account", &s.Slurm.Account},
+		{"slurm.qos", &s.Slurm.QOS}, {"slurm.time", &s.Slurm.Time}, {"slurm.mem", &s.Slurm.Mem},
+		{"container.runtime", &s.Container.Runtime}, {"container.image", &s.Container.Image},
+		{"container.python", &s.Container.Python},
+	}
+	for i := range s.Slurm.Extra {
+		f = append(f, StringField{fmt.Sprintf("slurm.extra[%d]", i), &s.Slurm.Extra[i]})
+	}
+	for i := range s.Container.Mounts {
+		f = append(f, StringField{fmt.Sprintf("container.mounts[%d]", i), &s.Container.Mounts[i]})
+	}
+	for i := range s.Stages {
+		st := &s.Stages[i]
+		p := "stages[" + strconv.Itoa(i) + "]"
+		f = append(f,
+			StringField{p + ".name", &st.Name}, StringField{p + ".init_from", &st.InitFrom},
+			StringField{p + ".optimizer.name", &st.Optimizer.Name},
+			StringField{p + ".slurm.partition", &st.Slurm.Partition},
+			StringField{p + ".slurm.time", &st.Slurm.Time}, StringField{p + ".slurm.mem", &st.Slurm.Mem})
+		for j := range st.DependsOn {
+			f = append(f, StringField{fmt.Sprintf("%s.depends_on[%d]", p, j), &st.DependsOn[j]})
+		}
+		for j := range st.Command {
+			f = append(f, StringField{fmt.Sprintf("%s.command[%d]", p, j), &st.Command[j]})
+		}
+	}
+	return f
+}
