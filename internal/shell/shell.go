@@ -7,7 +7,7 @@ import "strings"
 
 // Quote returns s as one POSIX shell word that evaluates to s. Words made only of
 // characters that no shell treats specially are returned as is, so rendered scripts stay
-// readable; everything else is single-quoted, with each ' written as '\''.
+// readable; everything else is single-quoted, with each ' written as '\”.
 func Quote(s string) string {
 	if s == "" {
 		return "''"
