@@ -7,7 +7,8 @@ import "strings"
 
 // Quote returns s as one POSIX shell word that evaluates to s. Words made only of
 // characters that no shell treats specially are returned as is, so rendered scripts stay
-// readable; everything else is single-quoted, with each ' written as '\”.
+// readable; everything else is single-quoted, each single quote closing the quoted
+// text, escaped with a backslash, and reopening it.
 func Quote(s string) string {
 	if s == "" {
 		return "''"
