@@ -1,0 +1,126 @@
+"""Differences between TF 2.7 / Keras 2.7 (NVIDIA 22.02), TF 2.15 / Keras 2.15 and
+TF >= 2.16 with Keras 3, kept in one place."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# tf.keras is Keras 2 up to TF 2.15 and Keras 3 from TF 2.16 on (or tf_keras when
+# TF_USE_LEGACY_KERAS=1); using it keeps the Keras that TensorFlow itself pairs with.
+keras = tf.keras
+
+
+def _keras_version():
+    v = getattr(keras, "__version__", None)
+    if v:
+        return str(v)
+    try:
+        import keras as _k  # TF 2.15: tf.keras has no __version__, the keras package has
+
+        if str(_k.__version__).split(".")[0] == "2" or not hasattr(keras, "ops"):
+            return str(_k.__version__)
+    except Exception:
+        pass
+    try:
+        import tf_keras  # TF_USE_LEGACY_KERAS=1
+
+        return str(tf_keras.__version__)
+    except Exception:
+        pass
+    return "3" if hasattr(keras, "ops") else "2"
+
+
+TF_VERSION = tf.__version__
+KERAS_VERSION = _keras_version()
+KERAS3 = int(KERAS_VERSION.split(".")[0]) >= 3
+
+# Checkpoint formats. Keras 3 saves whole models only as .keras and weights only as
+# .weights.h5; Keras 2.7 cannot write .keras, so Keras 2 uses HDF5 (.h5) for whole models.
+MODEL_EXT = ".keras" if KERAS3 else ".h5"
+MODEL_FORMAT = "keras" if KERAS3 else "h5"
+WEIGHTS_EXT = ".weights.h5"  # ends in .h5, so Keras 2 writes HDF5 too
+
+
+def layer(name):
+    """A preprocessing layer class: keras.layers.X (TF >= 2.6) or the experimental path."""
+    cls = getattr(keras.layers, name, None)
+    if cls is None:
+        cls = getattr(keras.layers.experimental.preprocessing, name)
+    return cls
+
+
+def save_model(model, path):
+    if KERAS3:
+        model.save(path)
+    else:
+        model.save(path, include_optimizer=False, save_format="h5")
+
+
+def load_model(path):
+    return keras.models.load_model(path, compile=False)
+
+
+def set_mixed_precision(enabled):
+    policy = "mixed_float16" if enabled else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def optimizer_variables(opt):
+    v = getattr(opt, "variables", None)
+    if v is None:
+        return []
+    if callable(v):
+        v = v()
+    return list(v)
+
+
+def build_optimizer(opt, trainable_variables):
+    """Create the optimizer's slot variables now, so saved values can be assigned."""
+    inner = getattr(opt, "inner_optimizer", None)  # mixed precision LossScaleOptimizer
+    for o in ([inner] if inner is not None else []) + [opt]:
+        if hasattr(o, "_create_all_weights"):  # Keras 2 OptimizerV2 (TF 2.7, legacy)
+            o._create_all_weights(trainable_variables)
+        elif hasattr(o, "build"):  # Keras 2.11+ optimizer, Keras 3
+            try:
+                o.build(trainable_variables)
+            except (TypeError, ValueError):
+                pass
+    _ = opt.iterations
+
+
+def get_value(v):
+    if hasattr(v, "numpy"):
+        return v.numpy()
+    return np.asarray(v)
+
+
+def learning_rate(opt):
+    lr = getattr(opt, "learning_rate", None)
+    if lr is None:
+        lr = getattr(opt, "lr", None)
+    if lr is None:
+        return float("nan")
+    if callable(lr) and not hasattr(lr, "numpy"):
+        try:
+            lr = lr(opt.iterations)
+        except Exception:
+            return float("nan")
+    try:
+        return float(get_value(lr))
+    except Exception:
+        return float("nan")
+
+
+def gpu_names():
+    names = []
+    for d in tf.config.list_physical_devices("GPU"):
+        name = d.name
+        try:
+            name = tf.config.experimental.get_device_details(d).get("device_name", name)
+        except Exception:
+            pass
+        names.append(name)
+    return names

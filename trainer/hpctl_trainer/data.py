@@ -1,0 +1,144 @@
+"""Input pipeline: class-per-folder images -> tf.data, with the published augmentations as
+Keras preprocessing layers and the backbone's own preprocess_input."""
+
+import math
+import os
+
+from . import InputError
+from .compat import keras, layer, tf
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+AUTOTUNE = tf.data.experimental.AUTOTUNE  # tf.data.AUTOTUNE is missing before TF 2.4
+
+
+def list_images(directory, what="data"):
+    """(paths, labels, class_names) for a class-per-folder directory; classes sorted by name."""
+    if not os.path.isdir(directory):
+        raise InputError("%s folder %s does not exist (or is not a folder)" % (what, directory))
+    class_names = sorted(e for e in os.listdir(directory)
+                         if os.path.isdir(os.path.join(directory, e)) and not e.startswith("."))
+    if len(class_names) < 2:
+        raise InputError("%s folder %s has %d class folder(s) (%s); need at least 2, one folder per class"
+                         % (what, directory, len(class_names), ", ".join(class_names) or "none"))
+    paths, labels = [], []
+    for i, c in enumerate(class_names):
+        n = 0
+        for root, _dirs, files in sorted(os.walk(os.path.join(directory, c), followlinks=True)):
+            for fn in sorted(files):
+                if fn.lower().endswith(IMAGE_EXTS) and not fn.startswith("."):
+                    paths.append(os.path.join(root, fn))
+                    labels.append(i)
+                    n += 1
+        if n == 0:
+            raise InputError("%s folder %s: class folder %r has no images (%s)"
+                             % (what, directory, c, ", ".join(IMAGE_EXTS)))
+    return paths, labels, class_names
+
+
+def preprocess_fn(backbone):
+    """The backbone's own preprocess_input, used at training, evaluation and prediction."""
+    if backbone == "resnet50":
+        return keras.applications.resnet50.preprocess_input
+    if backbone == "mobilenetv2":
+        return keras.applications.mobilenet_v2.preprocess_input
+    if backbone == "efficientnetb0":
+        return keras.applications.efficientnet.preprocess_input  # identity: rescales inside
+    if backbone == "tinycnn":
+        return lambda x: x / 127.5 - 1.0
+    raise InputError("unknown backbone %r" % backbone)
+
+
+def augmenter(aug, seed):
+    """Keras preprocessing layers equal to the published
+    ImageDataGenerator(rotation_range=10, zoom_range=0.1, width_shift_range=0.1,
+    height_shift_range=0.1, horizontal_flip=True, vertical_flip=False) (fill_mode 'nearest').
+    Returns None when every augmentation is off."""
+    layers = []
+    fill = {"fill_mode": "nearest"}
+    if aug.get("horizontal_flip") and aug.get("vertical_flip"):
+        layers.append(layer("RandomFlip")("horizontal_and_vertical", seed=seed))
+    elif aug.get("horizontal_flip"):
+        layers.append(layer("RandomFlip")("horizontal", seed=seed))
+    elif aug.get("vertical_flip"):
+        layers.append(layer("RandomFlip")("vertical", seed=seed))
+    rot = float(aug.get("rotation") or 0)
+    if rot:
+        # ImageDataGenerator: degrees in [-rot, rot]; RandomRotation: a fraction of 2*pi.
+        layers.append(layer("RandomRotation")(rot / 360.0, seed=seed + 1, **fill))
+    z = float(aug.get("zoom") or 0)
+    if z:
+        # ImageDataGenerator draws zx and zy independently in [1-z, 1+z].
+        layers.append(layer("RandomZoom")((-z, z), width_factor=(-z, z), seed=seed + 2, **fill))
+    hs, ws = float(aug.get("height_shift") or 0), float(aug.get("width_shift") or 0)
+    if hs or ws:
+        layers.append(layer("RandomTranslation")(hs, ws, seed=seed + 3, **fill))
+    if not layers:
+        return None
+    return keras.Sequential(layers, name="augment")
+
+
+def _decoder(image_size):
+    h, w = int(image_size[0]), int(image_size[1])
+
+    def load(path, label):
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img = tf.image.resize(img, [h, w])  # float32 in [0, 255]
+        img.set_shape([h, w, 3])
+        return img, label
+
+    return load
+
+
+def label_tensor(labels, num_classes):
+    if num_classes == 2:
+        return tf.constant([[float(v)] for v in labels], dtype=tf.float32)
+    return tf.constant(labels, dtype=tf.int32)
+
+
+def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
+                 training=False, seed=42, shuffle_buffer=1000, cache=False, aug=None,
+                 repeat=False, take_batches=0):
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), label_tensor(labels, num_classes)))
+    if training:
+        # Shuffle file names (cheap) with a fixed seed, reshuffled each epoch.
+        ds = ds.shuffle(max(1, min(int(shuffle_buffer) or len(paths), len(paths))), seed=seed,
+                        reshuffle_each_iteration=True)
+    ds = ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+        if training:
+            ds = ds.shuffle(max(1, min(int(shuffle_buffer) or len(paths), len(paths))), seed=seed + 7,
+                            reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size)
+    if take_batches:
+        ds = ds.take(take_batches)
+    aug_model = augmenter(aug, seed) if (training and aug) else None
+    pre = preprocess_fn(backbone)
+    if aug_model is not None:
+        def f(x, y):
+            return pre(aug_model(x, training=True)), y
+    else:
+        def f(x, y):
+            return pre(x), y
+    ds = ds.map(f, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def steps(n_images, batch_size):
+    return int(math.ceil(float(n_images) / batch_size))
+
+
+def load_image_batch(paths, image_size, backbone):
+    dec = _decoder(image_size)
+    imgs = []
+    for p in paths:
+        if not os.path.isfile(p):
+            raise InputError("image %s does not exist" % p)
+        try:
+            img, _ = dec(tf.constant(p), 0)
+        except Exception as e:
+            raise InputError("cannot decode image %s: %s" % (p, e))
+        imgs.append(img)
+    return preprocess_fn(backbone)(tf.stack(imgs))

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""hpctl trainer: two-stage Keras transfer learning for one stage of an hpctl run.
+
+    train.py train    --spec RUN/spec.resolved.json --stage NAME --run-dir RUN
+    train.py evaluate --spec RUN/spec.resolved.json --stage NAME --run-dir RUN
+    train.py predict  --model CHECKPOINT [--spec SPEC] IMAGE...
+
+Exit codes: 0 done, 1 failed, 2 bad input (spec, data, weights), 99 stopped by SIGUSR2
+after saving state (the job requeues). See docs/run-directory.md and trainer/README.md.
+"""
+
+import argparse
+import os
+import sys
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hpctl_trainer import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED,  # noqa: E402
+                           InputError, Preempted)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="train.py", description="hpctl's Keras trainer")
+    sub = p.add_subparsers(dest="command")
+    for name, helptext in (("train", "train one stage (then evaluate it)"),
+                           ("evaluate", "evaluate a stage's best checkpoint on the val set")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--spec", required=True, help="spec.resolved.json")
+        sp.add_argument("--stage", required=True, help="stage name")
+        sp.add_argument("--run-dir", default=None, help="run directory (default: the spec's folder)")
+    sp = sub.add_parser("predict", help="classify images with a checkpoint")
+    sp.add_argument("--model", required=True, help="checkpoint file (checkpoints/best.*)")
+    sp.add_argument("--spec", default=None, help="spec.resolved.json (when no model-info.json)")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+    args = p.parse_args(argv)
+    if not args.command:
+        p.print_usage(sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    stage = None
+    try:
+        from hpctl_trainer import spec as specmod
+        from hpctl_trainer import stage
+
+        stage.install_signal_handler()
+        if args.command == "predict":
+            spec = specmod.load(args.spec) if args.spec else None
+            for path, label, prob in stage.predict(args.model, args.images, spec):
+                print("%s\t%s\t%.4f" % (path, label, prob))
+            sys.stdout.flush()
+            return EXIT_OK
+        spec = specmod.load(args.spec)
+        specmod.stage(spec, args.stage)
+        run_dir = os.path.abspath(args.run_dir or os.path.dirname(os.path.abspath(args.spec)))
+        if args.command == "train":
+            m = stage.run(spec, args.stage, run_dir)
+            print("trainer: stage %s done: best val accuracy %.4f (epoch %s), %d epochs"
+                  % (args.stage, m["best_val_accuracy"] or 0.0, m["best_epoch"], m["epochs_run"]))
+        else:
+            ev = stage.evaluate(spec, args.stage, run_dir)
+            print("trainer: stage %s: val accuracy %.4f on %d images"
+                  % (args.stage, ev["accuracy"] or 0.0, ev["num_images"]))
+        sys.stdout.flush()
+        return EXIT_OK
+    except InputError as e:
+        print("trainer: error: %s" % e, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Preempted:
+        print("trainer: preempted (SIGUSR2); state of the last completed epoch saved; exit %d"
+              % EXIT_PREEMPTED, file=sys.stderr)
+        return EXIT_PREEMPTED
+    except Exception:
+        traceback.print_exc()
+        if stage is not None and stage.stop_requested():
+            print("trainer: failed after SIGUSR2; exiting %d so the job is requeued" % EXIT_PREEMPTED,
+                  file=sys.stderr)
+            return EXIT_PREEMPTED
+        print("trainer: training failed", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
