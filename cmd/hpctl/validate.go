@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hpctl/hpctl/jobs"
+)
+
+func init() { register(20, validateCommand) }
+
+type validateOptions struct {
+	specs []string
+}
+
+func validateCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "validate",
+		Usage:     "check experiment specs and report every problem with file:line:col",
+		ArgsUsage: "SPEC...",
+		Description: `Reads each spec, checks keys, types and values, and prints every problem at once.
+Data folders are checked on the cluster at submit, not here.
+
+Examples:
+   hpctl validate configs/urban.yaml
+   hpctl validate configs/*.yaml`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageError(errorf("validate needs at least one SPEC file"))
+			}
+			return runValidate(e, validateOptions{specs: c.Args().Slice()})
+		},
+	}
+}
+
+func runValidate(e *env, o validateOptions) error {
+	var all jobs.SpecError
+	for _, f := range o.specs {
+		l, err := jobs.Load(f)
+		if err != nil {
+			se, ok := err.(*jobs.SpecError)
+			if !ok {
+				return err
+			}
+			all.Problems = append(all.Problems, se.Problems...)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%s: ok (%s, %d stages)\n", f, l.Spec.Name, len(l.Spec.Stages))
+	}
+	if len(all.Problems) > 0 {
+		return &all
+	}
+	return nil
+}
