@@ -1,0 +1,182 @@
+package containers
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hpctl/hpctl/jobs"
+)
+
+func line(ws []Word) string {
+	s := make([]string, len(ws))
+	for i, w := range ws {
+		s[i] = w.Shell()
+	}
+	return strings.Join(s, " ")
+}
+
+func launch() Launch {
+	return Launch{
+		Image:  "$HOME/sqsh/nvidia+tensorflow+22.02-tf2-py3.sqsh",
+		RunDir: "/home/u/runs/r 1",
+		Mounts: []Mount{{Source: "$HOME/data", Target: "/data", Options: "ro"}, {Source: "/scratch", Target: "/scratch"}},
+		GPUs:   1,
+		Env:    []string{"HPCTL_RUN_DIR", "HPCTL_STAGE"},
+		Argv:   []string{"python3", "/home/u/runs/r 1/trainer/train.py", "train", "--stage", "frozen"},
+	}
+}
+
+func TestEverySpecRuntimeIsRegistered(t *testing.T) {
+	for _, name := range jobs.Runtimes {
+		r, err := Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Name() != name {
+			t.Errorf("Lookup(%q).Name() = %q", name, r.Name())
+		}
+	}
+	if names := Names(); !slices.Equal(names, slices.Sorted(slices.Values(jobs.Runtimes))) {
+		t.Errorf("registered %v, spec knows %v", names, jobs.Runtimes)
+	}
+	if _, err := Lookup("dokcer"); err == nil || !strings.Contains(err.Error(), "known: apptainer") {
+		t.Errorf("Lookup(dokcer) error = %v", err)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	const argv = `python3 '/home/u/runs/r 1/trainer/train.py' train --stage frozen`
+	tests := []struct {
+		runtime string
+		edit    func(*Launch)
+		want    string
+	}{
+		{"pyxis", nil, `srun --container-image="$HOME"/sqsh/nvidia+tensorflow+22.02-tf2-py3.sqsh ` +
+			`'--container-mounts=/home/u/runs/r 1:/home/u/runs/r 1,'"$HOME"/data:/data:ro,/scratch:/scratch ` +
+			`'--container-workdir=/home/u/runs/r 1' ` + argv},
+		{"pyxis", func(l *Launch) { l.Image = "nvcr.io#nvidia/tensorflow:22.02-tf2-py3"; l.Mounts = nil },
+			`srun '--container-image=nvcr.io#nvidia/tensorflow:22.02-tf2-py3' ` +
+				`'--container-mounts=/home/u/runs/r 1:/home/u/runs/r 1' '--container-workdir=/home/u/runs/r 1' ` + argv},
+		{"apptainer", nil, `apptainer exec --nv --bind '/home/u/runs/r 1:/home/u/runs/r 1' --bind "$HOME"/data:/data:ro ` +
+			`--bind /scratch:/scratch --pwd '/home/u/runs/r 1' "$HOME"/sqsh/nvidia+tensorflow+22.02-tf2-py3.sqsh ` + argv},
+		{"singularity", func(l *Launch) { l.GPUs = 0; l.Mounts = nil; l.Image = "/img/tf.sif" },
+			`singularity exec --bind '/home/u/runs/r 1:/home/u/runs/r 1' --pwd '/home/u/runs/r 1' /img/tf.sif ` + argv},
+		{"docker", func(l *Launch) { l.Image = "nvcr.io/nvidia/tensorflow:22.02-tf2-py3" },
+			`docker run --rm --init --gpus "\"device=${CUDA_VISIBLE_DEVICES:-all}\"" --user "$(id -u):$(id -g)" ` +
+				`-e HPCTL_RUN_DIR -e HPCTL_STAGE -v '/home/u/runs/r 1:/home/u/runs/r 1' -v "$HOME"/data:/data:ro ` +
+				`-v /scratch:/scratch -w '/home/u/runs/r 1' nvcr.io/nvidia/tensorflow:22.02-tf2-py3 ` + argv},
+		{"podman", func(l *Launch) { l.Image = "tf"; l.Mounts = nil; l.Env = nil },
+			`podman run --rm --init --gpus "${CUDA_VISIBLE_DEVICES:-all}" --userns=keep-id ` +
+				`-v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
+		{"docker", func(l *Launch) { l.Image = "tf"; l.Mounts = nil; l.Env = nil; l.GPUs = 0 },
+			`docker run --rm --init --user "$(id -u):$(id -g)" -v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
+		{"none", nil, argv},
+	}
+	for _, tt := range tests {
+		l := launch()
+		if tt.edit != nil {
+			tt.edit(&l)
+		}
+		r, err := Lookup(tt.runtime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws, err := r.Command(l)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.runtime, err)
+		}
+		if got := line(ws); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.runtime, got, tt.want)
+		}
+	}
+}
+
+// TestHostileLaunch: whatever a spec puts in a launch, no Expansion part carries it.
+func TestHostileLaunch(t *testing.T) {
+	const h = "x$(touch PWNED)`id`'\"*"
+	allowed := []string{dockerGPUs, podmanGPUs, dockerUser}
+	for _, name := range Names() {
+		r, _ := Lookup(name)
+		l := Launch{Image: h, RunDir: "/r/" + h, Mounts: []Mount{{Source: "/" + h, Target: h}}, GPUs: 2,
+			Env: []string{"HPCTL_STAGE"}, Argv: []string{h, h}}
+		ws, err := r.Command(l)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, w := range ws {
+			for _, p := range w.Parts() {
+				if p.Kind == Expansion && !slices.Contains(allowed, p.Text) {
+					t.Errorf("%s: unexpected expansion %q", name, p.Text)
+				}
+				if p.Kind != Literal && strings.Contains(p.Text, "PWNED") {
+					t.Errorf("%s: spec text outside a literal part: %+v", name, p)
+				}
+			}
+		}
+		if got := ws[len(ws)-1].Shell(); got != `'x$(touch PWNED)`+"`id`"+`'\''"*'` {
+			t.Errorf("%s: last word = %s", name, got)
+		}
+	}
+}
+
+func TestSeparatorsRejected(t *testing.T) {
+	for _, tt := range []struct{ runtime, dir string }{
+		{"pyxis", "/runs/a,b"}, {"pyxis", "/runs/a:b"}, {"apptainer", "/runs/a,b"},
+		{"singularity", "/runs/a:b"}, {"docker", "/runs/a:b"}, {"podman", "/runs/a:b"},
+	} {
+		r, _ := Lookup(tt.runtime)
+		l := launch()
+		l.RunDir = tt.dir
+		if _, err := r.Command(l); err == nil || !strings.Contains(err.Error(), "separator") {
+			t.Errorf("%s with run dir %q: err = %v", tt.runtime, tt.dir, err)
+		}
+	}
+	// docker's -v has no list separator: a comma is an ordinary character there.
+	r, _ := Lookup("docker")
+	l := launch()
+	l.RunDir = "/runs/a,b"
+	if _, err := r.Command(l); err != nil {
+		t.Errorf("docker with a comma: %v", err)
+	}
+}
+
+func TestEmpty(t *testing.T) {
+	for _, name := range Names() {
+		r, _ := Lookup(name)
+		if _, err := r.Command(Launch{Image: "i", RunDir: "/r"}); err == nil {
+			t.Errorf("%s accepted an empty argv", name)
+		}
+		if name != "none" {
+			if _, err := r.Command(Launch{RunDir: "/r", Argv: []string{"x"}}); err == nil {
+				t.Errorf("%s accepted an empty image", name)
+			}
+		}
+	}
+}
+
+func TestWordShell(t *testing.T) {
+	for _, tt := range []struct {
+		w    Word
+		want string
+	}{
+		{Lit(""), "''"},
+		{Concat(Lit(""), Lit("")), "''"},
+		{Path("~"), `"$HOME"`},
+		{Path("~/a b"), `"$HOME"'/a b'`},
+		{Path("${HOME}/x"), `"$HOME"/x`},
+		{Path("$HOMEX/y"), `'$HOMEX/y'`},
+		{Path("~user/y"), `'~user/y'`},
+		{Concat(Lit("--x="), Path("$HOME/y")), `--x="$HOME"/y`},
+	} {
+		if got := tt.w.Shell(); got != tt.want {
+			t.Errorf("%v.Shell() = %s, want %s", tt.w, got, tt.want)
+		}
+	}
+	if _, err := ParseMount("a:b:ro"); err != nil {
+		t.Error(err)
+	}
+	if _, err := ParseMount("a"); err == nil {
+		t.Error("ParseMount(a) succeeded")
+	}
+}
