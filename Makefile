@@ -1,0 +1,20 @@
+# hpctl developer tasks. Each target is a thin call into scripts/ or the Go tool.
+
+.PHONY: slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
+
+## Test infrastructure (root, Debian 12; see docs/test-cluster.md)
+
+slurm-up:          ## single-node Slurm cluster with accounting (slurmdbd + MariaDB)
+	scripts/slurm-up.sh
+
+slurm-up-noacct:   ## the same cluster without slurmdbd: sacct fails, as on many sites
+	scripts/slurm-up.sh --no-accounting
+
+slurm-down:        ## stop the cluster (scripts/slurm-down.sh --purge also resets its state)
+	scripts/slurm-down.sh
+
+sshd-up:           ## OpenSSH server on 127.0.0.1:2222 with a throwaway key
+	scripts/sshd-up.sh
+
+sshd-down:         ## stop that sshd
+	scripts/sshd-down.sh
