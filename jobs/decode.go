@@ -25,6 +25,9 @@ type Problem struct {
 	File string
 	Pos  Pos
 	Msg  string
+	// path is the spec path the problem is about, so that a value that failed to decode
+	// is not reported a second time by validation.
+	path string
 }
 
 func (p Problem) String() string {
@@ -79,12 +82,14 @@ type decoder struct {
 	problems []Problem
 }
 
-func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {
-	d.problems = append(d.problems, Problem{File: d.file, Pos: Pos{n.Line, n.Column}, Msg: fmt.Sprintf(format, args...)})
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.problems = append(d.problems, Problem{File: d.file, Pos: Pos{n.Line, n.Column}, Msg: fmt.Sprintf(format, args...), path: path})
 }
 
 // Parse decodes a spec from YAML source. Unknown keys, wrong types and malformed YAML are
-// reported as a *SpecError with positions; semantic checks are Validate's job.
+// reported as a *SpecError with positions; semantic checks are Validate's job. When the
+// YAML itself parsed, the returned *Loaded is non-nil even with problems (keys in error
+// keep their defaults), so Load can report decoding and semantic problems together.
 func Parse(file string, src []byte) (*Loaded, error) {
 	l := &Loaded{Spec: Default(), File: file, Source: src, pos: map[string]Pos{}}
 	var doc yaml.Node
@@ -106,7 +111,7 @@ func Parse(file string, src []byte) (*Loaded, error) {
 	}
 	d.value(root, reflect.ValueOf(&l.Spec).Elem(), "")
 	if len(d.problems) > 0 {
-		return nil, &SpecError{Problems: d.problems}
+		return l, &SpecError{Problems: d.problems}
 	}
 	return l, nil
 }
@@ -179,7 +184,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 				v.Set(reflect.Zero(v.Type()))
 				return
 			}
-			d.errorf(n, "%s: expected a list, found %s", displayPath(path), kindName(n))
+			d.errorf(n, path, "%s: expected a list, found %s", displayPath(path), kindName(n))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -197,7 +202,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Tag == "!!null" || n.Tag == "!!bool" {
-			d.errorf(n, "%s: expected a string, found %s", displayPath(path), kindName(n))
+			d.errorf(n, path, "%s: expected a string, found %s", displayPath(path), kindName(n))
 			return
 		}
 		v.SetString(n.Value)
@@ -206,7 +211,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Tag != "!!bool" {
-			d.errorf(n, "%s: expected true or false, found %s", displayPath(path), kindName(n))
+			d.errorf(n, path, "%s: expected true or false, found %s", displayPath(path), kindName(n))
 			return
 		}
 		b, _ := strconv.ParseBool(strings.ToLower(n.Value))
@@ -216,12 +221,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Tag != "!!int" {
-			d.errorf(n, "%s: expected an integer, found %s", displayPath(path), kindName(n))
+			d.errorf(n, path, "%s: expected an integer, found %s", displayPath(path), kindName(n))
 			return
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
 		if err != nil || i > math.MaxInt32 || i < math.MinInt32 {
-			d.errorf(n, "%s: integer %s is out of range", displayPath(path), n.Value)
+			d.errorf(n, path, "%s: integer %s is out of range", displayPath(path), n.Value)
 			return
 		}
 		v.SetInt(i)
@@ -230,12 +235,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if n.Tag != "!!int" && n.Tag != "!!float" {
-			d.errorf(n, "%s: expected a number, found %s", displayPath(path), kindName(n))
+			d.errorf(n, path, "%s: expected a number, found %s", displayPath(path), kindName(n))
 			return
 		}
 		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
 		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			d.errorf(n, "%s: %q is not a finite number", displayPath(path), n.Value)
+			d.errorf(n, path, "%s: %q is not a finite number", displayPath(path), n.Value)
 			return
 		}
 		v.SetFloat(f)
@@ -246,7 +251,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 
 func (d *decoder) scalar(n *yaml.Node, path, want string) bool {
 	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, "%s: expected %s, found %s", displayPath(path), want, kindName(n))
+		d.errorf(n, path, "%s: expected %s, found %s", displayPath(path), want, kindName(n))
 		return false
 	}
 	return true
@@ -261,7 +266,7 @@ func (d *decoder) unfreeze(n *yaml.Node, v reflect.Value, path string) {
 	case n.Tag == "!!int":
 		i, err := strconv.Atoi(n.Value)
 		if err != nil || i < 0 {
-			d.errorf(n, "%s: expected %s, found %s", displayPath(path), want, n.Value)
+			d.errorf(n, path, "%s: expected %s, found %s", displayPath(path), want, n.Value)
 			return
 		}
 		v.Set(reflect.ValueOf(Unfreeze{Layers: i}))
@@ -270,7 +275,7 @@ func (d *decoder) unfreeze(n *yaml.Node, v reflect.Value, path string) {
 	case n.Tag == "!!str" && n.Value == "none":
 		v.Set(reflect.ValueOf(Unfreeze{}))
 	default:
-		d.errorf(n, "%s: expected %s, found %s", displayPath(path), want, kindName(n))
+		d.errorf(n, path, "%s: expected %s, found %s", displayPath(path), want, kindName(n))
 	}
 }
 
@@ -283,7 +288,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		if path == "" {
 			what = "a mapping of keys at the top of the spec"
 		}
-		d.errorf(n, "%s: expected %s, found %s", displayPath(path), what, kindName(n))
+		d.errorf(n, path, "%s: expected %s, found %s", displayPath(path), what, kindName(n))
 		return
 	}
 	fields := map[string]int{}
@@ -302,7 +307,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			p = path + "." + key
 		}
 		if seen[key] {
-			d.errorf(k, "%s: duplicate key", displayPath(p))
+			d.errorf(k, p, "%s: duplicate key", displayPath(p))
 			continue
 		}
 		seen[key] = true
@@ -315,7 +320,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 				sort.Strings(names)
 				msg += " (known here: " + strings.Join(names, ", ") + ")"
 			}
-			d.errorf(k, "%s", msg)
+			d.errorf(k, p, "%s", msg)
 			continue
 		}
 		d.pos[p] = Pos{val.Line, val.Column}

@@ -17,13 +17,46 @@ func Load(file string) (*Loaded, error) {
 		return nil, &SpecError{Problems: []Problem{{File: file, Msg: fmt.Sprintf("cannot read the spec: %v", unwrapPathError(err))}}}
 	}
 	l, err := Parse(file, src)
-	if err != nil {
+	if l == nil {
 		return nil, err
 	}
-	if err := l.Validate(); err != nil {
-		return nil, err
+	var problems []Problem
+	if se, ok := err.(*SpecError); ok {
+		problems = se.Problems
+	}
+	if verr := l.Validate(); verr != nil {
+		for _, vp := range verr.(*SpecError).Problems {
+			if !coveredBy(vp.path, problems) {
+				problems = append(problems, vp)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		sortProblems(problems)
+		return nil, &SpecError{Problems: problems}
 	}
 	return l, nil
+}
+
+// coveredBy reports whether a decoding problem already explains a problem at path: the
+// value there (or above it) could not be decoded and kept its default.
+func coveredBy(path string, decoding []Problem) bool {
+	for _, d := range decoding {
+		if d.path == "" || path == d.path || strings.HasPrefix(path, d.path+".") || strings.HasPrefix(path, d.path+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// sortProblems orders problems as they appear in the file, which is how people fix them.
+func sortProblems(p []Problem) {
+	slices.SortStableFunc(p, func(a, b Problem) int {
+		if a.Pos.Line != b.Pos.Line {
+			return a.Pos.Line - b.Pos.Line
+		}
+		return a.Pos.Col - b.Pos.Col
+	})
 }
 
 func unwrapPathError(err error) error {
@@ -39,7 +72,7 @@ type checker struct {
 }
 
 func (c *checker) add(path, format string, args ...any) {
-	c.problems = append(c.problems, Problem{File: c.l.File, Pos: c.l.PosOf(path), Msg: displayPath(path) + ": " + fmt.Sprintf(format, args...)})
+	c.problems = append(c.problems, Problem{File: c.l.File, Pos: c.l.PosOf(path), Msg: displayPath(path) + ": " + fmt.Sprintf(format, args...), path: path})
 }
 
 var (

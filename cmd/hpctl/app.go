@@ -39,7 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			code = report(e, err)
 		}
 	}
-	if err := app.RunContext(ctx, args); err != nil && code == exitOK {
+	if err := app.RunContext(ctx, interspersed(app, args)); err != nil && code == exitOK {
 		// Flag parsing errors reach here without ExitErrHandler.
 		code = report(e, err)
 	}
