@@ -1,0 +1,225 @@
+// Package registry is hpctl's local index of runs: a SQLite database (modernc.org/sqlite,
+// pure Go, no cgo) in the user's state directory.
+//
+// Why SQLite: several hpctl processes may write at once (two terminals submitting, a
+// status --watch recording cancellations) and any of them may be killed mid-write. SQLite
+// in WAL mode gives atomic, durable transactions across processes with file locks, so a
+// record is either wholly there or not there at all; busy_timeout makes concurrent
+// writers queue instead of failing. A run is stored as one JSON document in one row,
+// written by one statement, so there is no multi-row record to tear.
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/jobs"
+)
+
+// FileName is the database's name inside the state directory.
+const FileName = "registry.db"
+
+// busyTimeout is how long a writer waits for another process's transaction before giving
+// up. Transactions here last milliseconds; a long wait means a stuck process.
+const busyTimeout = 10 * time.Second
+
+// migrations[i] takes the schema from user_version i to i+1. Append only: a database
+// written by an older hpctl is brought forward, one step per transaction.
+var migrations = []string{
+	`CREATE TABLE runs (
+		id           TEXT PRIMARY KEY,
+		submitted_at INTEGER NOT NULL, -- Unix nanoseconds, for newest-first order
+		status       TEXT NOT NULL,
+		data         TEXT NOT NULL CHECK (json_valid(data))
+	);
+	CREATE INDEX runs_by_time ON runs (submitted_at DESC, id DESC);`,
+}
+
+// SchemaVersion is the user_version this hpctl writes.
+var SchemaVersion = len(migrations)
+
+// Registry implements jobs.Registry.
+type Registry struct {
+	db   *sql.DB
+	path string
+}
+
+var _ jobs.Registry = (*Registry)(nil)
+
+// Open opens (creating if needed) <dir>/registry.db and brings its schema up to date.
+func Open(ctx context.Context, dir string) (*Registry, error) {
+	if dir == "" {
+		return nil, errors.New("registry: no state directory")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	q := url.Values{}
+	// WAL: readers never block the writer and a killed writer's half transaction is
+	// discarded on the next open. synchronous(FULL): a commit is on disk when Put returns.
+	for _, p := range []string{
+		fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"foreign_keys(ON)",
+	} {
+		q.Add("_pragma", p)
+	}
+	// BEGIN IMMEDIATE takes the write lock at the start, so two processes migrating at
+	// once queue on busy_timeout instead of failing to upgrade a read lock.
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", path, err)
+	}
+	r := &Registry{db: db, path: path}
+	if err := r.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Path is the database file.
+func (r *Registry) Path() string { return r.path }
+
+func (r *Registry) migrate(ctx context.Context) error {
+	for {
+		tx, err := r.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("registry %s: %w", r.path, err)
+		}
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("registry %s: read schema version: %w", r.path, err)
+		}
+		if v > SchemaVersion {
+			tx.Rollback()
+			return fmt.Errorf("registry %s: schema version %d is newer than this hpctl knows (%d); upgrade hpctl", r.path, v, SchemaVersion)
+		}
+		if v == SchemaVersion {
+			return tx.Rollback()
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("registry %s: migrate to schema %d: %w", r.path, v+1, err)
+		}
+		// PRAGMA takes no bound parameters; v+1 is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("registry %s: migrate to schema %d: %w", r.path, v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("registry %s: migrate to schema %d: %w", r.path, v+1, err)
+		}
+	}
+}
+
+// Put inserts or replaces a run, atomically.
+func (r *Registry) Put(ctx context.Context, run jobs.Run) error {
+	if run.ID == "" {
+		return errors.New("registry: run without an id")
+	}
+	data, err := json.Marshal(run)
+	if err != nil {
+		return fmt.Errorf("registry: encode run %s: %w", run.ID, err)
+	}
+	_, err = r.db.ExecContext(ctx, `INSERT INTO runs (id, submitted_at, status, data) VALUES (?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET submitted_at = excluded.submitted_at, status = excluded.status, data = excluded.data`,
+		run.ID, run.SubmittedAt.UnixNano(), run.Status, string(data))
+	if err != nil {
+		return fmt.Errorf("registry: record run %s: %w", run.ID, err)
+	}
+	return nil
+}
+
+// Get returns one run; a missing one wraps errkind.ErrNotFound.
+func (r *Registry) Get(ctx context.Context, id string) (jobs.Run, error) {
+	var data string
+	err := r.db.QueryRowContext(ctx, `SELECT data FROM runs WHERE id = ?`, id).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return jobs.Run{}, fmt.Errorf("run %q: %w", id, errkind.ErrNotFound)
+	}
+	if err != nil {
+		return jobs.Run{}, fmt.Errorf("registry: read run %s: %w", id, err)
+	}
+	return decode(id, data)
+}
+
+// List returns every run, newest first.
+func (r *Registry) List(ctx context.Context) ([]jobs.Run, error) { return r.Recent(ctx, 0) }
+
+// Recent returns the newest limit runs (all of them when limit <= 0), newest first.
+func (r *Registry) Recent(ctx context.Context, limit int) ([]jobs.Run, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := r.db.QueryContext(ctx, `SELECT id, data FROM runs ORDER BY submitted_at DESC, id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("registry: list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []jobs.Run
+	for rows.Next() {
+		var id, data string
+		if err := rows.Scan(&id, &data); err != nil {
+			return nil, fmt.Errorf("registry: list runs: %w", err)
+		}
+		run, err := decode(id, data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, run)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("registry: list runs: %w", err)
+	}
+	return out, nil
+}
+
+// Latest returns the newest run; an empty registry wraps errkind.ErrNotFound.
+func (r *Registry) Latest(ctx context.Context) (jobs.Run, error) {
+	runs, err := r.Recent(ctx, 1)
+	if err != nil {
+		return jobs.Run{}, err
+	}
+	if len(runs) == 0 {
+		return jobs.Run{}, fmt.Errorf("no runs recorded yet: %w", errkind.ErrNotFound)
+	}
+	return runs[0], nil
+}
+
+// Check runs SQLite's integrity_check and returns an error unless it says "ok".
+func (r *Registry) Check(ctx context.Context) error {
+	var res string
+	if err := r.db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
+		return fmt.Errorf("registry %s: integrity check: %w", r.path, err)
+	}
+	if res != "ok" {
+		return fmt.Errorf("registry %s: integrity check: %s", r.path, res)
+	}
+	return nil
+}
+
+// Close implements jobs.Registry.
+func (r *Registry) Close() error { return r.db.Close() }
+
+func decode(id, data string) (jobs.Run, error) {
+	var run jobs.Run
+	if err := json.Unmarshal([]byte(data), &run); err != nil {
+		return jobs.Run{}, fmt.Errorf("registry: run %s is unreadable: %w", id, err)
+	}
+	return run, nil
+}
