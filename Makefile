@@ -1,6 +1,15 @@
 # hpctl developer tasks. Each target is a thin call into scripts/ or the Go tool.
 
-.PHONY: slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
+.PHONY: build test slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
+
+COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+build:             ## bin/hpctl, with version and commit stamped in
+	go build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/hpctl ./cmd/hpctl
+
+test:              ## the whole suite as CI runs it: starts Slurm, sshd, TensorFlow venvs first
+	scripts/test.sh
 
 ## Test infrastructure (root, Debian 12; see docs/test-cluster.md)
 

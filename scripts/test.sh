@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (`make test`). On a fresh Debian 12 machine,
+# as root, it installs and starts what the tests need, then runs them:
+#   - system packages: shellcheck, rsync (the cluster and sshd scripts install their own)
+#   - a real single-node Slurm cluster with accounting (scripts/slurm-up.sh)
+#   - a real OpenSSH server on 127.0.0.1:2222 (scripts/sshd-up.sh)
+#   - TensorFlow virtual environments: 2.15 (Keras 2) and current (Keras 3)
+# then gofmt, go vet, staticcheck, go test ./... (integration tests must run: no skips),
+# a bounded fuzz run of the spec loader, and the trainer's suite on both TensorFlows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+export TF_CPP_MIN_LOG_LEVEL=2
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+need=()
+for tool in shellcheck rsync; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+step "Slurm test cluster"
+scripts/slurm-up.sh
+step "sshd on 127.0.0.1"
+scripts/sshd-up.sh
+
+step "TensorFlow environments"
+scripts/trainer-venv.sh tf215 'tensorflow-cpu==2.15.*'
+scripts/trainer-venv.sh tfcur 'tensorflow-cpu'
+
+step "gofmt, go vet, staticcheck"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+    echo "gofmt would change:" >&2
+    echo "$unformatted" >&2
+    exit 1
+fi
+go vet ./...
+GOBIN="$PWD/bin/tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+bin/tools/staticcheck ./...
+
+step "go test ./..."
+# The integration tests skip without a cluster, an sshd or TensorFlow unless told that
+# they must run: here they must.
+export HPCTL_REQUIRE_SLURM=1 HPCTL_REQUIRE_SSH=1 HPCTL_REQUIRE_TOOLS=1 HPCTL_REQUIRE_TF=1
+export HPCTL_TEST_PYTHON="$PWD/.venv-tfcur/bin/python"
+go test -p 1 -timeout 30m ./...
+
+step "fuzz the spec loader (bounded)"
+go test ./jobs -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}"
+
+step "trainer: Python 3.8 syntax and pytest on TensorFlow 2.15 and current"
+scripts/test-trainer.sh
