@@ -15,7 +15,12 @@ import (
 )
 
 // Local reaches a cluster whose login node hpctl runs on.
-type Local struct{}
+type Local struct {
+	// RsyncPath names rsync for Pull (empty: "rsync" from PATH); NoRsync makes Pull use
+	// its pure-Go copy even where rsync exists.
+	RsyncPath string
+	NoRsync   bool
+}
 
 // NewLocal returns the local transport.
 func NewLocal() *Local { return &Local{} }

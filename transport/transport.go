@@ -28,16 +28,26 @@ type File struct {
 
 // PullOptions select what Pull copies.
 type PullOptions struct {
-	// Exclude holds rsync-style patterns (relative to the pulled directory) to skip.
+	// Exclude holds patterns of paths to skip, relative to the pulled directory and
+	// anchored there ("trainer/", "stages/*/state/", "stages/*/checkpoints/final.*"). A
+	// pattern is matched with path.Match against the file's path and against each of its
+	// parent directories, so excluding a directory excludes everything in it; a trailing
+	// "/" matches directories only. (rsync's unanchored and "**" forms are not supported.)
 	Exclude []string
-	// Progress, when set, receives bytes as they are copied (for a progress bar).
+	// Progress, when set, receives bytes as they are copied (for a progress bar): done so
+	// far and the total expected, both counting only files that need copying.
 	Progress func(done, total int64)
+	// BWLimit caps the transfer rate in bytes per second (0: no cap), to spare a shared
+	// login node's link.
+	BWLimit int64
 }
 
 // PullStats says what a Pull moved.
 type PullStats struct {
-	Files int   // files copied or updated
-	Bytes int64 // bytes copied
+	Files   int   // files copied or updated
+	Bytes   int64 // bytes actually moved (zero when everything was up to date)
+	Checked int   // files whose SHA-256 was compared with the cluster's after the copy
+	Rsync   bool  // whether rsync moved the files (else hpctl's own copy)
 }
 
 // Transport is the seam under all cluster access.
