@@ -148,7 +148,7 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 	r := record{
 		RunID: req.RunID, RunDir: req.RunDir, Stage: req.Stage, Script: req.Script, JobName: req.JobName,
 		DependsOn: append([]string(nil), req.DependsOn...), GPUsRequested: req.GPUs, MachineGPUs: e.gpus,
-		Poll: e.poll, State: jobs.StatePending, Reason: reasonNone, Submitted: now,
+		Poll: e.poll, State: jobs.StatePending, Submitted: now,
 	}
 	if len(r.DependsOn) > 0 {
 		r.Reason = reasonDependency

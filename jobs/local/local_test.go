@@ -162,7 +162,7 @@ echo "id=$HPCTL_JOB_ID gpus=[$CUDA_VISIBLE_DEVICES] slurm=${SLURM_JOB_ID:-unset}
 	states := waitTerminal(t, e, one, two)
 	for _, id := range []string{one, two} {
 		s := states[id]
-		if s.State != jobs.StateCompleted || s.ExitCode != "0:0" || s.Start.IsZero() || s.End.Before(s.Start) || s.Node == "" {
+		if s.State != jobs.StateCompleted || s.ExitCode != "0" || s.Start.IsZero() || s.End.Before(s.Start) || s.Node == "" {
 			t.Errorf("%s: %+v", id, s)
 		}
 	}
@@ -193,7 +193,7 @@ func TestFailedStageNeverStartsItsDependents(t *testing.T) {
 	two := submit(t, e, stage(t, run, "two", `touch two.ran`), one)
 	three := submit(t, e, stage(t, run, "three", `touch three.ran`), two)
 	states := waitTerminal(t, e, one, two, three)
-	if s := states[one]; s.State != jobs.StateFailed || s.ExitCode != "3:0" || s.Reason != "NonZeroExitCode" {
+	if s := states[one]; s.State != jobs.StateFailed || s.ExitCode != "3" || s.Reason != "NonZeroExitCode" {
 		t.Errorf("one: %+v", s)
 	}
 	for _, id := range []string{two, three} {

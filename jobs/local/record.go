@@ -38,7 +38,8 @@ type record struct {
 
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
-	// ExitCode is sacct's form, <code>:<signal>, once the script ended.
+	// ExitCode is "<code>", or "<code>:<signal>" when a signal ended the script (the
+	// form jobs/slurm makes of sacct's), once the script ended.
 	ExitCode  string    `json:"exit_code,omitempty"`
 	Submitted time.Time `json:"submitted"`
 	Start     time.Time `json:"start,omitzero"`
@@ -61,7 +62,6 @@ const (
 	reasonDependency     = "Dependency"
 	reasonNeverSatisfied = "DependencyNeverSatisfied"
 	reasonResources      = "Resources"
-	reasonNone           = "None"
 	reasonNonZeroExit    = "NonZeroExitCode"
 	reasonCancelled      = "cancelled"
 	reasonSupervisorDied = "supervisor died"

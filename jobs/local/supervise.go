@@ -316,7 +316,11 @@ func (s *supervisor) wait(ctx context.Context, cmd *exec.Cmd) error {
 	} else if werr != nil {
 		return s.end(jobs.StateFailed, "wait: "+werr.Error(), "")
 	}
-	exit := strconv.Itoa(code) + ":" + strconv.Itoa(sig)
+	// jobs/slurm's form of sacct's code:signal: "3", or "0:15" when a signal ended it.
+	exit := strconv.Itoa(code)
+	if sig != 0 {
+		exit += ":" + strconv.Itoa(sig)
+	}
 	state, reason := jobs.StateCompleted, ""
 	if code != 0 || sig != 0 {
 		state, reason = jobs.StateFailed, reasonNonZeroExit
@@ -329,11 +333,12 @@ func (s *supervisor) wait(ctx context.Context, cmd *exec.Cmd) error {
 // any end into CANCELLED.
 func (s *supervisor) end(state, reason, exit string) error {
 	_, err := update(s.dir, s.id, func(r *record) bool {
+		changed := false
 		if exit != "" && r.ExitCode == "" {
-			r.ExitCode = exit
+			r.ExitCode, changed = exit, true
 		}
 		if jobs.Terminal(r.State) {
-			return true
+			return changed
 		}
 		if r.CancelRequested {
 			state, reason = jobs.StateCancelled, reasonCancelled
