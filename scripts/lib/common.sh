@@ -22,7 +22,8 @@ require_root() {
 APT_UPDATED=0
 
 # ensure_packages PKG...: install the packages that are not installed yet.
-# Runs apt-get update (once) only when something is missing.
+# Runs apt-get update (at most once) only when something is missing and the package
+# lists are old or do not serve the install.
 ensure_packages() {
 	local missing=() p
 	for p in "$@"; do
@@ -32,13 +33,23 @@ ensure_packages() {
 	done
 	[ "${#missing[@]}" -eq 0 ] && return 0
 	log "installing: ${missing[*]}"
+	# policy-rc.d (exit 101) keeps postinst scripts from starting services; we start
+	# what we need ourselves. Package lists updated within the hour are used as they
+	# are; if the install fails with them, update once and retry.
+	if [ "$APT_UPDATED" -eq 0 ] && [ -n "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | head -n1)" ]; then
+		if apt_install "${missing[@]}"; then
+			return 0
+		fi
+	fi
 	if [ "$APT_UPDATED" -eq 0 ]; then
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
 		APT_UPDATED=1
 	fi
-	# policy-rc.d (exit 101) keeps postinst scripts from starting services; we start
-	# what we need ourselves.
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	apt_install "${missing[@]}"
+}
+
+apt_install() {
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
 # pid_alive PIDFILE: true when the pid file names a running process.
