@@ -1,0 +1,157 @@
+// Package results gathers what a run's jobs wrote on the cluster into the user's results
+// folder (results/<run-id>/, the run directory's own layout, see docs/run-directory.md)
+// and makes sense of it: a summary per stage, learning-curve plots and a short report.
+package results
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/fsutil"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// Names of what FetchResults writes next to the fetched files.
+const (
+	PlotFile    = "learning-curves.png"
+	ReportFile  = "report.md"
+	SummaryFile = "summary.json"
+)
+
+// Options choose what FetchResults copies.
+type Options struct {
+	// AllCheckpoints also copies checkpoints/final.* and the resume state/ of each stage.
+	AllCheckpoints bool
+	// NoCheckpoints copies no checkpoints at all (metrics and logs only).
+	NoCheckpoints bool
+	// Progress receives bytes copied and bytes to copy (a progress bar).
+	Progress func(done, total int64)
+	// BWLimit caps the copy in bytes per second (0: no cap).
+	BWLimit int64
+}
+
+// Excludes are the run-directory paths FetchResults leaves on the cluster: the trainer
+// program always (it is in hpctl already); resume state and final checkpoints unless
+// AllCheckpoints; every checkpoint with NoCheckpoints.
+func (o Options) Excludes() []string {
+	ex := []string{jobs.TrainerDir + "/"}
+	switch {
+	case o.NoCheckpoints:
+		ex = append(ex, "stages/*/checkpoints/", "stages/*/state/")
+	case !o.AllCheckpoints:
+		ex = append(ex, "stages/*/checkpoints/final.*", "stages/*/state/")
+	}
+	return ex
+}
+
+// Fetched is what one fetch did and found.
+type Fetched struct {
+	RunID     string              `json:"run_id"`
+	SpecName  string              `json:"spec_name"`
+	Host      string              `json:"host,omitempty"`
+	Dir       string              `json:"dir"`
+	Transfer  transport.PullStats `json:"transfer"`
+	Stages    []StageSummary      `json:"stages"`
+	Plot      string              `json:"plot,omitempty"`
+	Report    string              `json:"report"`
+	FetchedAt time.Time           `json:"fetched_at"`
+}
+
+// FetchResults copies run's directory from the cluster into <localRoot>/<run-id>/
+// (incrementally: an unchanged run copies nothing), then writes summary.json, the
+// learning-curve plot (when any epoch has finished) and report.md there.
+func FetchResults(ctx context.Context, tr transport.Transport, run jobs.Run, localRoot string, opts Options) (*Fetched, error) {
+	if opts.AllCheckpoints && opts.NoCheckpoints {
+		return nil, fmt.Errorf("%w: --all-checkpoints and --no-checkpoints contradict each other", errkind.ErrUsage)
+	}
+	if run.ID == "" || run.ID != filepath.Base(run.ID) || strings.HasPrefix(run.ID, ".") {
+		return nil, fmt.Errorf("fetch: run id %q cannot name a folder", run.ID)
+	}
+	if run.RunDir == "" {
+		return nil, fmt.Errorf("fetch %s: the registry has no run directory for it", run.ID)
+	}
+	dir := filepath.Join(localRoot, run.ID)
+	st, err := tr.Pull(ctx, run.RunDir, dir, transport.PullOptions{
+		Exclude:  opts.Excludes(),
+		Progress: opts.Progress,
+		BWLimit:  opts.BWLimit,
+	})
+	if err != nil {
+		if errors.Is(err, errkind.ErrNotFound) {
+			return nil, fmt.Errorf("fetch %s: run directory %s is not on the cluster (removed, or a different cluster?): %w", run.ID, run.RunDir, err)
+		}
+		return nil, fmt.Errorf("fetch %s: %w", run.ID, err)
+	}
+	f, err := Summarize(dir, run)
+	if err != nil {
+		return nil, err
+	}
+	f.Transfer = st
+	if err := f.write(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Summarize reads a fetched run directory and writes nothing. Stages come from the run
+// record, then any other stage folder found, so a stage that has not started still has
+// a row.
+func Summarize(dir string, run jobs.Run) (*Fetched, error) {
+	f := &Fetched{RunID: run.ID, SpecName: run.SpecName, Host: run.Host, Dir: dir, FetchedAt: time.Now().UTC()}
+	seen := map[string]bool{}
+	for _, rs := range run.Stages {
+		s, err := readStage(dir, rs)
+		if err != nil {
+			return nil, err
+		}
+		f.Stages = append(f.Stages, s)
+		seen[rs.Name] = true
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, jobs.StagesDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("summary: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && !seen[e.Name()] {
+			s, err := readStage(dir, jobs.RunStage{Name: e.Name()})
+			if err != nil {
+				return nil, err
+			}
+			f.Stages = append(f.Stages, s)
+		}
+	}
+	return f, nil
+}
+
+// write puts summary.json, the plot and report.md beside the fetched files, each
+// atomically, so a reader never opens half of one.
+func (f *Fetched) write() error {
+	f.Plot = ""
+	png, err := Plot(f.Stages)
+	if err != nil {
+		return fmt.Errorf("plot: %w", err)
+	}
+	if png != nil {
+		f.Plot = filepath.Join(f.Dir, PlotFile)
+		if err := fsutil.WriteFileAtomic(f.Plot, png, 0o644); err != nil {
+			return err
+		}
+	}
+	f.Report = filepath.Join(f.Dir, ReportFile)
+	if err := fsutil.WriteFileAtomic(f.Report, []byte(Report(f)), 0o644); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("summary: %w", err)
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(f.Dir, SummaryFile), append(b, '\n'), 0o644)
+}
