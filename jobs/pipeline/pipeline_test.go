@@ -1,0 +1,348 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/testenv"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/jobs/executortest"
+	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/jobs/registry"
+	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// fixture is a spec with runtime none and two command stages, its data folders, and a
+// registry, all in temporary directories.
+type fixture struct {
+	dir  string
+	spec *jobs.Loaded
+	reg  *registry.Registry
+	t    *executortest.Counting
+	ex   *slurm.Executor
+}
+
+// yamlList writes argv as a YAML flow sequence of double-quoted strings.
+func yamlList(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = strconv.Quote(a)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func newFixture(t *testing.T, one, two string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{"data/train/a", "data/train/b", "data/val/a", "data/val/b"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := fmt.Sprintf(`name: pipe
+workdir: %s/runs
+data:
+  train: %s/data/train
+  val: %s/data/val
+slurm:
+  time: "00:05:00"
+  gpus: 0
+  cpus_per_task: 1
+  mem: 64M
+  signal_before: 0
+  requeue: false
+container:
+  runtime: none
+stages:
+  - name: one
+    epochs: 3
+    command: %s
+  - name: two
+    depends_on: [one]
+    command: %s
+`, dir, dir, dir, yamlList([]string{"bash", "-c", one}), yamlList([]string{"bash", "-c", two}))
+	file := filepath.Join(dir, "spec.yaml")
+	if err := os.WriteFile(file, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := jobs.Load(file)
+	if err != nil {
+		t.Fatalf("spec: %v", err)
+	}
+	reg, err := registry.Open(context.Background(), filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	c := executortest.NewCounting(transport.NewLocal())
+	return &fixture{dir: dir, spec: l, reg: reg, t: c, ex: slurm.New(c, slurm.Options{})}
+}
+
+func (f *fixture) submit(t *testing.T) jobs.Run {
+	t.Helper()
+	sub, err := pipeline.Submit(context.Background(), f.t, f.ex, f.reg, f.spec, pipeline.SubmitOptions{Version: "test"})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	var ids []string
+	for _, s := range sub.Run.Stages {
+		ids = append(ids, s.JobID)
+	}
+	t.Cleanup(func() { f.ex.Cancel(context.Background(), ids) })
+	return sub.Run
+}
+
+func (f *fixture) status(t *testing.T, run jobs.Run) pipeline.RunStatus {
+	t.Helper()
+	st, err := pipeline.Status(context.Background(), f.t, f.ex, []jobs.Run{run}, pipeline.StatusOptions{})
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st[0]
+}
+
+// waitRun polls status (politely) until cond holds.
+func (f *fixture) waitRun(t *testing.T, run jobs.Run, what string, cond func(pipeline.RunStatus) bool) pipeline.RunStatus {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st := f.status(t, run)
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s not %s: %+v", run.ID, what, st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func ended(st pipeline.RunStatus) bool {
+	for _, s := range st.Stages {
+		if !jobs.Terminal(s.State) {
+			return false
+		}
+	}
+	return true
+}
+
+func marker(t *testing.T, run jobs.Run, stage, name string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(jobs.StageDir(run.RunDir, stage), jobs.MarkerDir, name))
+	if err != nil {
+		t.Fatalf("marker: %v", err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+const historyCmd = "sleep 1; h=stages/one/history.csv; " +
+	"echo epoch,loss,accuracy,val_loss,val_accuracy,lr > $h; " +
+	"echo 0,0.9,0.5,0.8,0.625,0.001 >> $h; echo 1,0.7,0.6,0.7,0.75,0.001 >> $h; " +
+	"date +%s.%N > one.end"
+
+func TestTwoStagesComplete(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, historyCmd, `date +%s.%N > two.start`)
+	run := f.submit(t)
+	if got, err := f.reg.Get(context.Background(), run.ID); err != nil || got.Stages[1].JobID == "" {
+		t.Fatalf("registry: %+v, %v", got, err)
+	}
+	st := f.waitRun(t, run, "ended", ended)
+	if st.State != jobs.StateCompleted {
+		t.Fatalf("run: %+v", st)
+	}
+	one := st.Stages[0]
+	if one.Epoch != 2 || one.Epochs != 3 || one.BestValAccuracy == nil || *one.BestValAccuracy != 0.75 {
+		t.Fatalf("stage one progress: %d of %d, best %v", one.Epoch, one.Epochs, one.BestValAccuracy)
+	}
+	if one.ExitCode != "0" || one.Node == "" {
+		t.Fatalf("stage one: %+v", one)
+	}
+	// Stage two started only after stage one ended: by the markers (seconds) and by the
+	// commands' own clocks (nanoseconds).
+	end1, _ := strconv.ParseInt(marker(t, run, "one", jobs.FinishedMarker)["end_time"], 10, 64)
+	start2, _ := strconv.ParseInt(marker(t, run, "two", jobs.StartedMarker)["start_time"], 10, 64)
+	if end1 == 0 || start2 < end1 {
+		t.Fatalf("stage two started at %d, stage one ended at %d", start2, end1)
+	}
+	e, _ := os.ReadFile(filepath.Join(run.RunDir, "one.end"))
+	s, _ := os.ReadFile(filepath.Join(run.RunDir, "two.start"))
+	ef, _ := strconv.ParseFloat(strings.TrimSpace(string(e)), 64)
+	sf, _ := strconv.ParseFloat(strings.TrimSpace(string(s)), 64)
+	if ef == 0 || sf < ef {
+		t.Fatalf("stage two's command started at %f, before stage one's ended at %f", sf, ef)
+	}
+}
+
+func TestStageOneFails(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, `echo "loading data"; echo "boom: no such file" >&2; exit 3`, `touch two.ran`)
+	run := f.submit(t)
+	st := f.waitRun(t, run, "ended", ended)
+	one, two := st.Stages[0], st.Stages[1]
+	if one.State != jobs.StateFailed || one.ExitCode != "3" {
+		t.Fatalf("stage one: %+v, want FAILED exit 3", one)
+	}
+	if !strings.Contains(one.LogTail, "boom: no such file") || !strings.HasSuffix(one.Log, ".err") {
+		t.Fatalf("stage one's log tail %q (from %s) lacks the error", one.LogTail, one.Log)
+	}
+	if two.State != jobs.StateCancelled || two.Reason != pipeline.ReasonDependencyFailed {
+		t.Fatalf("stage two: %+v, want CANCELLED, %q", two, pipeline.ReasonDependencyFailed)
+	}
+	if st.State != jobs.StateFailed {
+		t.Fatalf("run state %s, want FAILED", st.State)
+	}
+	if _, err := os.Stat(filepath.Join(run.RunDir, "two.ran")); err == nil {
+		t.Fatal("stage two ran")
+	}
+}
+
+func TestCancelRunningRun(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, `sleep 120`, `touch two.ran`)
+	run := f.submit(t)
+	f.waitRun(t, run, "running", func(st pipeline.RunStatus) bool { return st.Stages[0].State == jobs.StateRunning })
+	if err := f.ex.Cancel(context.Background(), []string{run.Stages[0].JobID, run.Stages[1].JobID}); err != nil {
+		t.Fatal(err)
+	}
+	st := f.waitRun(t, run, "ended", ended)
+	if st.State != jobs.StateCancelled || st.Stages[0].State != jobs.StateCancelled || st.Stages[1].State != jobs.StateCancelled {
+		t.Fatalf("after cancel: %+v", st)
+	}
+}
+
+// TestStatusOfThousandJobs: 500 recorded runs (1,000 jobs; one real run, the rest with
+// ids Slurm never handed out) are resolved with at most two Slurm commands.
+func TestStatusOfThousandJobs(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, historyCmd, `true`)
+	real := f.submit(t)
+	f.waitRun(t, real, "ended", ended)
+	runs := []jobs.Run{real}
+	for i := 1; i < 500; i++ {
+		r := real
+		r.ID = fmt.Sprintf("synthetic-%d", i)
+		r.RunDir = filepath.Join(f.dir, "runs", r.ID)
+		r.Stages = []jobs.RunStage{
+			{Name: "one", JobName: "pipe-one", JobID: strconv.Itoa(800_000_000 + 2*i), Epochs: 3},
+			{Name: "two", JobName: "pipe-two", JobID: strconv.Itoa(800_000_001 + 2*i), DependsOn: []string{"one"}},
+		}
+		runs = append(runs, r)
+	}
+	f.t.Reset()
+	st, err := pipeline.Status(context.Background(), f.t, f.ex, runs, pipeline.StatusOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.t.Counts()
+	slurmCalls := c["squeue"] + c["sacct"] + c["scancel"] + c["sbatch"] + c["scontrol"]
+	t.Logf("commands for 1,000 jobs: %v", c)
+	if slurmCalls > 2 || c["squeue"] != 1 {
+		t.Fatalf("status of 1,000 jobs ran %d Slurm commands (%v); want at most 2", slurmCalls, c)
+	}
+	if c["sh"] > 1 {
+		t.Fatalf("status read the run directories with %d commands; want 1", c["sh"])
+	}
+	if st[0].State != jobs.StateCompleted || len(st) != 500 {
+		t.Fatalf("status: %d runs, first %+v", len(st), st[0])
+	}
+}
+
+func TestDataChecks(t *testing.T) {
+	f := newFixture(t, `true`, `true`)
+	os.RemoveAll(filepath.Join(f.dir, "data/val/b"))
+	_, err := pipeline.Submit(context.Background(), f.t, nil, f.reg, f.spec, pipeline.SubmitOptions{DryRun: true})
+	if !errors.Is(err, errkind.ErrUsage) || !strings.Contains(err.Error(), filepath.Join(f.dir, "data/val")) ||
+		!strings.Contains(err.Error(), "1 class folder") {
+		t.Fatalf("one class folder: %v", err)
+	}
+	os.RemoveAll(filepath.Join(f.dir, "data/train"))
+	_, err = pipeline.Submit(context.Background(), f.t, nil, f.reg, f.spec, pipeline.SubmitOptions{DryRun: true})
+	if !errors.Is(err, errkind.ErrUsage) || !strings.Contains(err.Error(), "data.train "+filepath.Join(f.dir, "data/train")+" does not exist") {
+		t.Fatalf("missing train: %v", err)
+	}
+}
+
+func TestDryRunTouchesNothing(t *testing.T) {
+	f := newFixture(t, `true`, `true`)
+	ex := slurm.New(f.t, slurm.Options{})
+	sub, err := pipeline.Submit(context.Background(), f.t, ex, f.reg, f.spec, pipeline.SubmitOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sub.Files) == 0 || len(sub.Order) != 2 {
+		t.Fatalf("dry run: %d files, order %v", len(sub.Files), sub.Order)
+	}
+	if _, err := os.Stat(sub.Plan.RunDir); err == nil {
+		t.Fatal("dry run created the run directory")
+	}
+	if c := f.t.Counts(); c["sbatch"] != 0 {
+		t.Fatalf("dry run ran sbatch: %v", c)
+	}
+	if runs, _ := f.reg.List(context.Background()); len(runs) != 0 {
+		t.Fatalf("dry run recorded %d runs", len(runs))
+	}
+}
+
+// TestLaterSubmissionFails: sbatch fails (a real error, not transient) for stage two:
+// stage one's job is cancelled and the run recorded as failed.
+func TestLaterSubmissionFails(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, `sleep 30`, `true`)
+	// Only the second sbatch reaches the fault: the first Fail counter slot is used up by
+	// a wrapper that lets one call through.
+	ft := &secondFails{Transport: f.t}
+	ex := slurm.New(ft, slurm.Options{})
+	sub, err := pipeline.Submit(context.Background(), ft, ex, f.reg, f.spec, pipeline.SubmitOptions{})
+	if err == nil {
+		t.Fatal("submit succeeded")
+	}
+	if !strings.Contains(err.Error(), "were cancelled") {
+		t.Fatalf("error does not say the queued jobs were cancelled: %v", err)
+	}
+	got, gerr := f.reg.Get(context.Background(), sub.Run.ID)
+	if gerr != nil || got.Status != jobs.RunFailed || !strings.Contains(got.Error, "Invalid partition") {
+		t.Fatalf("recorded run: %+v, %v", got, gerr)
+	}
+	id := got.Stages[0].JobID
+	if id == "" {
+		t.Fatal("stage one's job id not recorded")
+	}
+	st, qerr := ex.Query(context.Background(), []string{id})
+	if qerr != nil || st[id].State != jobs.StateCancelled {
+		t.Fatalf("stage one's job after the failed submission: %+v, %v", st[id], qerr)
+	}
+}
+
+// secondFails lets the first sbatch through to the real cluster and answers the second
+// as sbatch does for a bad partition: the fault-injection seam, nothing more.
+type secondFails struct {
+	transport.Transport
+	n int
+}
+
+func (s *secondFails) Run(ctx context.Context, argv []string, stdin io.Reader) (transport.Result, error) {
+	if argv[0] == "sbatch" {
+		s.n++
+		if s.n == 2 {
+			return transport.Result{ExitCode: 1, Stderr: []byte("sbatch: error: Batch job submission failed: Invalid partition name specified\n")}, nil
+		}
+	}
+	return s.Transport.Run(ctx, argv, stdin)
+}

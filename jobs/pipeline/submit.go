@@ -1,0 +1,240 @@
+// Package pipeline puts a spec's stages on a cluster and tells where they stand. It ties
+// the seams together: Transport (where commands and files go), Executor (where jobs run),
+// Registry (the local index of runs), render (the files of a run directory). The command
+// layer (cmd/hpctl) only parses flags and prints.
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/jobs/render"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// SubmitOptions tune Submit.
+type SubmitOptions struct {
+	// DryRun renders and checks everything but stages nothing, submits nothing and
+	// records nothing.
+	DryRun bool
+	// Version is recorded with the run (hpctl's version).
+	Version string
+	// Now stamps the run id; time.Now when nil.
+	Now func() time.Time
+}
+
+// Submission is the outcome of Submit.
+type Submission struct {
+	Run  jobs.Run
+	Plan *jobs.Plan
+	// Files are the run directory's files (what a dry run shows).
+	Files []render.File
+	// Order is the stage names in submission order.
+	Order []string
+}
+
+// NewRunID returns <name>-<UTC yyyymmdd-hhmmss>-<4 hex>.
+func NewRunID(name string, now time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return name + "-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// Submit resolves the validated spec l against the cluster, checks the data folders
+// there, renders and stages the run directory atomically, submits the stages in order
+// (each with afterok on its dependencies' job ids) and records the run in reg.
+//
+// If a submission fails after others succeeded, the jobs already queued are cancelled
+// and the run is recorded as failed with the reason: no job is ever left running that
+// the registry does not know about.
+func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jobs.Registry, l *jobs.Loaded, opts SubmitOptions) (*Submission, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	home, err := t.Home(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("submit: %w", err)
+	}
+	wd, err := t.Getwd(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("submit: %w", err)
+	}
+	spec := l.Spec.Resolve(home, wd)
+	submitted := now()
+	plan, err := jobs.NewPlan(spec, NewRunID(spec.Name, submitted))
+	if err != nil {
+		return nil, fmt.Errorf("submit: %w", err)
+	}
+	if err := CheckData(ctx, t, spec); err != nil {
+		return nil, err
+	}
+	files, err := render.Render(plan, l.Source)
+	if err != nil {
+		return nil, fmt.Errorf("submit: %w", err)
+	}
+	files = withLogsDir(files)
+	sub := &Submission{Plan: plan, Files: files}
+	for _, st := range plan.Stages {
+		sub.Order = append(sub.Order, st.Name)
+	}
+	run := jobs.Run{
+		ID: plan.RunID, SpecName: spec.Name, SpecFile: l.File, SpecHash: jobs.Hash(l.Source),
+		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: jobs.RunSubmitted,
+		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version,
+	}
+	for _, st := range plan.Stages {
+		run.Stages = append(run.Stages, jobs.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,
+			Epochs: spec.StageByName(st.Name).Epochs})
+	}
+	sub.Run = run
+	if opts.DryRun {
+		return sub, nil
+	}
+
+	tf := make([]transport.File, len(files))
+	for i, f := range files {
+		tf[i] = transport.File{Path: f.Path, Data: f.Data, Mode: f.Mode}
+	}
+	if err := t.Stage(ctx, plan.RunDir, tf); err != nil {
+		return nil, fmt.Errorf("submit: stage the run directory: %w", err)
+	}
+
+	ids := map[string]string{}
+	var queued []string
+	for i, st := range plan.Stages {
+		var deps []string
+		for _, d := range st.DependsOn {
+			deps = append(deps, ids[d])
+		}
+		id, err := ex.Submit(ctx, jobs.SubmitRequest{
+			RunID: plan.RunID, RunDir: plan.RunDir, Stage: st.Name,
+			Script: jobs.ScriptPath(plan.RunDir, st.Name), JobName: st.JobName,
+			DependsOn: deps, GPUs: st.Resources.GPUs,
+		})
+		if err != nil {
+			err = fmt.Errorf("submit stage %s: %w", st.Name, err)
+			return sub, abandon(ctx, ex, reg, &sub.Run, queued, err)
+		}
+		ids[st.Name] = id
+		queued = append(queued, id)
+		sub.Run.Stages[i].JobID = id
+	}
+	if err := reg.Put(ctx, sub.Run); err != nil {
+		// An unrecorded run is one hpctl could never show or cancel again: take it back.
+		cctx := context.WithoutCancel(ctx)
+		if cerr := ex.Cancel(cctx, queued); cerr != nil {
+			return sub, fmt.Errorf("submit: record the run: %w; and cancelling its jobs %s failed: %v", err, strings.Join(queued, " "), cerr)
+		}
+		return sub, fmt.Errorf("submit: record the run (its jobs %s were cancelled): %w", strings.Join(queued, " "), err)
+	}
+	return sub, nil
+}
+
+// abandon cancels the jobs already queued and records the run as failed. It runs even
+// when ctx was cancelled (Ctrl-C during submission), so nothing is left behind.
+func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs.Run, queued []string, cause error) error {
+	cctx := context.WithoutCancel(ctx)
+	run.Status = jobs.RunFailed
+	run.Error = cause.Error()
+	var extra []string
+	if len(queued) > 0 {
+		if err := ex.Cancel(cctx, queued); err != nil {
+			extra = append(extra, fmt.Sprintf("cancelling the jobs already queued (%s) failed too: %v", strings.Join(queued, " "), err))
+		} else {
+			run.Error += "; the jobs already queued (" + strings.Join(queued, " ") + ") were cancelled"
+		}
+	}
+	if err := reg.Put(cctx, *run); err != nil {
+		extra = append(extra, fmt.Sprintf("recording the failed run failed: %v", err))
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("%w (%s)", cause, strings.Join(extra, "; "))
+	}
+	if len(queued) > 0 {
+		return fmt.Errorf("%w; the jobs already queued (%s) were cancelled and run %s is recorded as failed", cause, strings.Join(queued, " "), run.ID)
+	}
+	return fmt.Errorf("%w; run %s is recorded as failed", cause, run.ID)
+}
+
+// withLogsDir adds logs/.keep: Slurm opens a job's --output before the script runs, so
+// logs/ must exist when the job starts.
+func withLogsDir(files []render.File) []render.File {
+	for _, f := range files {
+		if strings.HasPrefix(f.Path, jobs.LogsDir+"/") {
+			return files
+		}
+	}
+	return append(files, render.File{Path: jobs.LogsDir + "/.keep", Mode: 0o644})
+}
+
+// hostOf is the ssh destination of t, "" for the local transport.
+func hostOf(t transport.Transport) string {
+	name := t.Name()
+	if h, ok := strings.CutPrefix(name, "ssh:"); ok {
+		return h
+	}
+	return ""
+}
+
+// checkDataScript prints, for each argument, "missing", "notdir" or the number of
+// non-hidden subdirectories (class folders). The paths arrive as arguments, never inside
+// the script text, so no quoting of user input is involved.
+const checkDataScript = `for d in "$@"; do
+	if [ ! -e "$d" ]; then echo missing; continue; fi
+	if [ ! -d "$d" ]; then echo notdir; continue; fi
+	n=0
+	for c in "$d"/*/; do [ -d "$c" ] && n=$((n+1)); done
+	echo "$n"
+done`
+
+// CheckData checks on the cluster, in one command, that data.train and data.val exist
+// and each holds at least two class folders. Failures wrap errkind.ErrUsage and name
+// the path.
+func CheckData(ctx context.Context, t transport.Transport, s jobs.Spec) error {
+	keys := []string{"data.train", "data.val"}
+	paths := []string{s.Data.Train, s.Data.Val}
+	res, err := t.Run(ctx, append([]string{"sh", "-c", checkDataScript, "sh"}, paths...), nil)
+	if err != nil {
+		return fmt.Errorf("check the data folders on the cluster: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("check the data folders on the cluster: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(res.Stdout))
+	for sc.Scan() {
+		lines = append(lines, strings.TrimSpace(sc.Text()))
+	}
+	if len(lines) != len(paths) {
+		return fmt.Errorf("check the data folders on the cluster: unexpected answer %q", res.Stdout)
+	}
+	var problems []string
+	for i, l := range lines {
+		where := fmt.Sprintf("%s %s", keys[i], paths[i])
+		switch l {
+		case "missing":
+			problems = append(problems, where+" does not exist on the cluster")
+		case "notdir":
+			problems = append(problems, where+" is not a directory")
+		default:
+			n, _ := strconv.Atoi(l)
+			if n < 2 {
+				problems = append(problems, fmt.Sprintf("%s holds %d class folder(s); it needs at least two (one folder of images per class)", where, n))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", errkind.ErrUsage, strings.Join(problems, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,450 @@
+// Package slurm is the Executor that runs jobs through Slurm's own tools (sbatch, squeue,
+// sacct, scancel), each run through a transport.Transport so the same code works on the
+// login node and over SSH.
+//
+// Politeness: Slurm's man pages ask tools not to call squeue or sacct in loops. Query
+// resolves any number of jobs with one squeue call and at most one sacct call; Cancel is
+// one scancel call.
+package slurm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// Retry is the backoff for transient controller errors: Attempts tries in all, waiting
+// Initial, then twice as long each time, never more than Max between two tries.
+type Retry struct {
+	Attempts int
+	Initial  time.Duration
+	Max      time.Duration
+}
+
+// DefaultRetry tries four times over about 1.4 s: long enough to ride out a controller
+// that is busy for a moment, short enough that a user facing a down controller hears
+// about it quickly.
+var DefaultRetry = Retry{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second}
+
+// Options tune an Executor.
+type Options struct {
+	Retry Retry
+	// MaxArgLen bounds the length of one --jobs= list. Past it Query splits the ids into
+	// several squeue/sacct calls: command lines have limits (ARG_MAX, and sshd's), and a
+	// list this long means over ten thousand jobs. Default 100,000 bytes.
+	MaxArgLen int
+}
+
+// Executor implements jobs.Executor for Slurm.
+type Executor struct {
+	t    transport.Transport
+	opts Options
+
+	mu sync.Mutex
+	// noAccounting is set once sacct said accounting is disabled, so later queries (a
+	// status --watch) do not ask again.
+	noAccounting bool
+}
+
+var _ jobs.Executor = (*Executor)(nil)
+
+// New returns a Slurm executor that runs Slurm's commands through t.
+func New(t transport.Transport, opts Options) *Executor {
+	if opts.Retry.Attempts <= 0 {
+		opts.Retry = DefaultRetry
+	}
+	if opts.MaxArgLen <= 0 {
+		opts.MaxArgLen = 100_000
+	}
+	return &Executor{t: t, opts: opts}
+}
+
+// Name implements jobs.Executor.
+func (*Executor) Name() string { return "slurm" }
+
+// Accounting reports whether sacct has answered so far: false once it said accounting
+// storage is disabled. Status then relies on squeue and the run directory's markers.
+func (e *Executor) Accounting() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.noAccounting
+}
+
+// Available reports whether sbatch can be run through t: executor "auto" picks Slurm
+// when it can.
+func Available(ctx context.Context, t transport.Transport) bool {
+	res, err := t.Run(ctx, []string{"sbatch", "--version"}, nil)
+	return err == nil && res.ExitCode == 0
+}
+
+// Submit implements jobs.Executor: sbatch --parsable, with afterok on DependsOn and
+// --kill-on-invalid-dep=yes so that Slurm cancels a job whose dependency failed (hpctl's
+// status also cancels any it finds stuck with DependencyNeverSatisfied, as some Slurm
+// versions leave them pending).
+//
+// A submission retried after a socket timeout may, rarely, have been accepted the first
+// time; sbatch gives no way to tell. hpctl accepts that risk rather than leave a
+// pipeline half submitted.
+func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, error) {
+	if req.Script == "" {
+		return "", errors.New("sbatch: no script")
+	}
+	argv := []string{"sbatch", "--parsable"}
+	if len(req.DependsOn) > 0 {
+		argv = append(argv, "--dependency=afterok:"+strings.Join(req.DependsOn, ":"), "--kill-on-invalid-dep=yes")
+	}
+	argv = append(argv, req.Script)
+	res, err := e.run(ctx, argv)
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("sbatch %s: exit %d: %s", req.Script, res.ExitCode, message(res))
+	}
+	id, err := parseSubmit(string(res.Stdout))
+	if err != nil {
+		return "", fmt.Errorf("sbatch %s: %w", req.Script, err)
+	}
+	return id, nil
+}
+
+var jobIDRe = regexp.MustCompile(`^[0-9]+(_[0-9]+)?$`)
+
+// parseSubmit reads sbatch --parsable's "id" or "id;cluster".
+func parseSubmit(out string) (string, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	id, _, _ := strings.Cut(last, ";")
+	if !jobIDRe.MatchString(id) {
+		return "", fmt.Errorf("unexpected output %q (want a job id)", strings.TrimSpace(out))
+	}
+	return id, nil
+}
+
+// Cancel implements jobs.Executor with one scancel for all ids. Jobs that already ended
+// are not an error.
+func (e *Executor) Cancel(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	res, err := e.run(ctx, append([]string{"scancel"}, ids...))
+	if err != nil {
+		return err
+	}
+	if res.ExitCode == 0 {
+		return nil
+	}
+	var bad []string
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stderr)), "\n") {
+		l := strings.ToLower(line)
+		if line == "" || strings.Contains(l, "already completing or completed") ||
+			strings.Contains(l, "invalid job id") || strings.Contains(l, "job is no longer pending") {
+			continue
+		}
+		bad = append(bad, line)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("scancel %s: %s", strings.Join(ids, " "), strings.Join(bad, "; "))
+}
+
+// squeueFormat: id, state (long form), reason, nodes, elapsed. "|" never occurs in these
+// fields.
+const squeueFormat = "%i|%T|%r|%N|%M"
+
+// sacctFields are read by parseSacct in this order.
+const sacctFields = "JobIDRaw,State,Reason,NodeList,ElapsedRaw,ExitCode,Start,End"
+
+// Query implements jobs.Executor: one squeue call (all states, so a job that ended within
+// the controller's MinJobAge is still seen) and, for jobs squeue does not show as live,
+// one sacct call. Without accounting, sacct's failure is remembered and only squeue's
+// answer is returned; the caller fills in the rest from the run directory's markers.
+func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.JobState, error) {
+	out := map[string]jobs.JobState{}
+	ids = uniq(ids)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	for _, chunk := range chunks(ids, e.opts.MaxArgLen) {
+		res, err := e.run(ctx, []string{"squeue", "--states=all", "--jobs=" + strings.Join(chunk, ","), "-h", "-o", squeueFormat})
+		if err != nil {
+			return nil, err
+		}
+		if res.ExitCode != 0 && !strings.Contains(strings.ToLower(message(res)), "invalid job id") {
+			return nil, fmt.Errorf("squeue: exit %d: %s", res.ExitCode, message(res))
+		}
+		// squeue fails with "Invalid job id" when none of the ids is known any more.
+		for id, st := range parseSqueue(string(res.Stdout)) {
+			out[id] = st
+		}
+	}
+	var finished []string
+	for _, id := range ids {
+		if st, ok := out[id]; !ok || jobs.Terminal(st.State) {
+			finished = append(finished, id)
+		}
+	}
+	if len(finished) == 0 || !e.Accounting() {
+		return out, nil
+	}
+	for _, chunk := range chunks(finished, e.opts.MaxArgLen) {
+		// SLURM_TIME_FORMAT=%s: Start and End in Unix seconds, free of the cluster's time
+		// zone. env(1) sets it without a shell, over SSH too.
+		res, err := e.run(ctx, []string{"env", "SLURM_TIME_FORMAT=%s", "sacct", "-X", "-n", "-P",
+			"-j", strings.Join(chunk, ","), "--format=" + sacctFields})
+		if errors.Is(err, errkind.ErrUnreachable) {
+			// squeue answered a moment ago, so this is slurmdbd (or its database) that
+			// is down: show what squeue knows rather than nothing.
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if res.ExitCode != 0 {
+			if accountingDisabled(message(res)) {
+				e.mu.Lock()
+				e.noAccounting = true
+				e.mu.Unlock()
+				return out, nil
+			}
+			return nil, fmt.Errorf("sacct: exit %d: %s", res.ExitCode, message(res))
+		}
+		asked := map[string]bool{}
+		for _, id := range chunk {
+			asked[id] = true
+		}
+		for id, st := range parseSacct(string(res.Stdout)) {
+			if asked[id] {
+				out[id] = st
+			}
+		}
+	}
+	return out, nil
+}
+
+func accountingDisabled(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "accounting storage is disabled") || strings.Contains(m, "accounting_storage/none")
+}
+
+func parseSqueue(out string) map[string]jobs.JobState {
+	m := map[string]jobs.JobState{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) < 5 || f[0] == "" {
+			continue
+		}
+		st := jobs.JobState{ID: f[0], Reason: f[2], Node: f[3], Elapsed: parseElapsed(f[4])}
+		st.State, st.Reason = normState(f[1], st.Reason)
+		if st.Reason == "None" {
+			st.Reason = ""
+		}
+		m[st.ID] = st
+	}
+	return m
+}
+
+func parseSacct(out string) map[string]jobs.JobState {
+	m := map[string]jobs.JobState{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) < 8 || f[0] == "" {
+			continue
+		}
+		st := jobs.JobState{ID: f[0], Node: f[3], ExitCode: exitCode(f[5])}
+		// "CANCELLED by 0" names who cancelled; the state is the first word.
+		state, _, _ := strings.Cut(f[1], " ")
+		st.State, st.Reason = normState(state, f[2])
+		if st.Reason == "None" {
+			st.Reason = ""
+		}
+		if st.Node == "None assigned" {
+			st.Node = ""
+		}
+		if s, err := strconv.ParseInt(f[4], 10, 64); err == nil {
+			st.Elapsed = time.Duration(s) * time.Second
+		}
+		st.Start = unix(f[6])
+		st.End = unix(f[7])
+		if st.State == jobs.StatePending || st.State == jobs.StateRunning {
+			st.ExitCode = "" // 0:0 means "not yet" there
+		}
+		m[st.ID] = st
+	}
+	return m
+}
+
+// normState maps Slurm's many states onto the vocabulary status shows.
+func normState(s, reason string) (string, string) {
+	switch s {
+	case "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING":
+		return jobs.StateRunning, reason
+	case "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED":
+		if reason == "" || reason == "None" {
+			reason = strings.ToLower(s)
+		}
+		return jobs.StatePending, reason
+	case "BOOT_FAIL", "SPECIAL_EXIT":
+		return jobs.StateFailed, strings.ToLower(s)
+	case "DEADLINE":
+		return jobs.StateTimeout, "deadline"
+	case "REVOKED":
+		return jobs.StateCancelled, "revoked"
+	case "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED",
+		"NODE_FAIL", "OUT_OF_MEMORY":
+		return s, reason
+	}
+	return jobs.StateUnknown, s
+}
+
+// exitCode turns sacct's "code:signal" into "code", or "code:signal" when a signal
+// ended the job.
+func exitCode(s string) string {
+	code, sig, ok := strings.Cut(s, ":")
+	if !ok || sig == "0" {
+		return code
+	}
+	return s
+}
+
+func unix(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(n, 0)
+}
+
+// parseElapsed reads squeue's [days-][hours:]minutes:seconds.
+func parseElapsed(s string) time.Duration {
+	var days int
+	if d, rest, ok := strings.Cut(s, "-"); ok {
+		days, _ = strconv.Atoi(d)
+		s = rest
+	}
+	var secs int
+	for _, part := range strings.Split(s, ":") {
+		n, err := strconv.Atoi(part)
+		if err != nil {
+			return 0
+		}
+		secs = secs*60 + n
+	}
+	return time.Duration(days)*24*time.Hour + time.Duration(secs)*time.Second
+}
+
+// transientPatterns are what Slurm's clients (and ssh) print when the controller is
+// busy, restarting or down; anything else is a real answer and is not retried.
+var transientPatterns = []string{
+	"socket timed out",
+	"resource temporarily unavailable",
+	"unable to contact slurm controller",
+	"connection refused",
+	"temporarily unable to accept job",
+	"slurm_persist_conn_open",
+	"connection timed out",
+	"connection reset",
+}
+
+func transient(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, p := range transientPatterns {
+		if strings.Contains(m, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// run runs argv through the transport, retrying transient controller errors with capped
+// exponential backoff; when they persist it returns an error wrapping
+// errkind.ErrUnreachable that says what the controller answered.
+func (e *Executor) run(ctx context.Context, argv []string) (transport.Result, error) {
+	r := e.opts.Retry
+	wait := r.Initial
+	start := time.Now()
+	var last string
+	for attempt := 1; ; attempt++ {
+		res, err := e.t.Run(ctx, argv, nil)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return res, err
+		case err != nil && errors.Is(err, exec.ErrNotFound):
+			return res, fmt.Errorf("%s is not installed where hpctl looks for it (%s): %w", argv[0], e.t.Name(), err)
+		case err != nil && (errors.Is(err, errkind.ErrUnreachable) || transient(err.Error())):
+			last = err.Error()
+		case err != nil:
+			return res, err
+		case res.ExitCode != 0 && transient(message(res)):
+			last = message(res)
+		default:
+			return res, nil
+		}
+		if attempt >= r.Attempts {
+			return res, fmt.Errorf("%w: the Slurm controller did not answer %s after %d tries over %s: %s",
+				errkind.ErrUnreachable, argv[0], attempt, time.Since(start).Round(time.Millisecond), last)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, ctx.Err()
+		case <-t.C:
+		}
+		wait *= 2
+		if r.Max > 0 && wait > r.Max {
+			wait = r.Max
+		}
+	}
+}
+
+// message is what a failed command said, on one line.
+func message(res transport.Result) string {
+	s := strings.TrimSpace(string(res.Stderr))
+	if s == "" {
+		s = strings.TrimSpace(string(res.Stdout))
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func uniq(ids []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// chunks splits ids into comma-joined lists of at most max bytes each.
+func chunks(ids []string, max int) [][]string {
+	var out [][]string
+	var cur []string
+	n := 0
+	for _, id := range ids {
+		if len(cur) > 0 && n+1+len(id) > max {
+			out = append(out, cur)
+			cur, n = nil, 0
+		}
+		cur = append(cur, id)
+		n += len(id) + 1
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
