@@ -77,6 +77,53 @@ def augmenter(aug, seed):
     return keras.Sequential(layers, name="augment")
 
 
+def fused_augmenter(aug, seed):
+    """The same random transform as augmenter(), drawn per image from the same ranges, but
+    applied as ONE projective warp (flip, rotation, zoom and shift composed into a single
+    matrix, bilinear, fill 'nearest'), as ImageDataGenerator itself does. About 3x cheaper than
+    the chain of Keras layers, which resamples the image once per layer.
+    Returns None when every augmentation is off."""
+    rot = float(aug.get("rotation") or 0) * math.pi / 180.0
+    z = float(aug.get("zoom") or 0)
+    hs, ws = float(aug.get("height_shift") or 0), float(aug.get("width_shift") or 0)
+    hflip, vflip = bool(aug.get("horizontal_flip")), bool(aug.get("vertical_flip"))
+    if not (rot or z or hs or ws or hflip or vflip):
+        return None
+
+    def uniform(n, lo, hi, k):
+        return tf.random.uniform([n], lo, hi, seed=seed + k)
+
+    def flip_sign(n, on, k):
+        if not on:
+            return tf.ones([n])
+        return tf.where(tf.random.uniform([n], 0, 1, seed=seed + k) < 0.5, -tf.ones([n]), tf.ones([n]))
+
+    def apply(x):
+        shape = tf.shape(x)
+        n, h, w = shape[0], shape[1], shape[2]
+        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        theta = uniform(n, -rot, rot, 1) if rot else tf.zeros([n])
+        zx = uniform(n, 1 - z, 1 + z, 2) if z else tf.ones([n])
+        zy = uniform(n, 1 - z, 1 + z, 3) if z else tf.ones([n])
+        dx = uniform(n, -ws, ws, 4) * wf if ws else tf.zeros([n])
+        dy = uniform(n, -hs, hs, 5) * hf if hs else tf.zeros([n])
+        sx, sy = flip_sign(n, hflip, 6), flip_sign(n, vflip, 7)
+        c, s_ = tf.cos(theta), tf.sin(theta)
+        # output pixel p -> input pixel C + R(theta) Z F (p - C) + (dx, dy); x = column, y = row
+        a0, a1 = c * zx * sx, -s_ * zy * sy
+        b0, b1 = s_ * zx * sx, c * zy * sy
+        cx, cy = (wf - 1) / 2, (hf - 1) / 2
+        a2 = cx - a0 * cx - a1 * cy + dx
+        b2 = cy - b0 * cx - b1 * cy + dy
+        zeros = tf.zeros([n])
+        m = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=m, output_shape=tf.stack([h, w]), fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="NEAREST")
+
+    return apply
+
+
 def _decoder(image_size):
     h, w = int(image_size[0]), int(image_size[1])
 
@@ -97,7 +144,7 @@ def label_tensor(labels, num_classes):
 
 def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
                  training=False, seed=42, shuffle_buffer=1000, cache=False, aug=None,
-                 repeat=False, take_batches=0):
+                 repeat=False, take_batches=0, augment_impl="fused"):
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), label_tensor(labels, num_classes)))
     if training:
         # Shuffle file names (cheap) with a fixed seed, reshuffled each epoch.
@@ -114,11 +161,17 @@ def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
     ds = ds.batch(batch_size)
     if take_batches:
         ds = ds.take(take_batches)
-    aug_model = augmenter(aug, seed) if (training and aug) else None
+    aug_model = None
+    if training and aug:
+        aug_model = augmenter(aug, seed) if augment_impl == "layers" else fused_augmenter(aug, seed)
     pre = preprocess_fn(backbone)
     if aug_model is not None:
-        def f(x, y):
-            return pre(aug_model(x, training=True)), y
+        if augment_impl == "layers":
+            def f(x, y):
+                return pre(aug_model(x, training=True)), y
+        else:
+            def f(x, y):
+                return pre(aug_model(x)), y
     else:
         def f(x, y):
             return pre(x), y

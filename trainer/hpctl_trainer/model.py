@@ -70,13 +70,13 @@ def set_trainable(model, unfreeze_layers):
     """0: base frozen; -1: whole base trainable; N > 0: the base's last N layers trainable."""
     base = find_base(model)
     n = int(unfreeze_layers)
-    if n == 0:
-        base.trainable = False
-        return base
-    base.trainable = True
-    if n > 0:
-        for lyr in base.layers[:-n]:
-            lyr.trainable = False
+    layers = base.layers
+    first = 0 if n < 0 else max(0, len(layers) - n)
+    # base.trainable first (Keras 2 passes it on to every layer), then each layer explicitly
+    # (Keras 3 does not pass it on to a Functional's layers).
+    base.trainable = n != 0
+    for i, lyr in enumerate(layers):
+        lyr.trainable = n != 0 and i >= first
     return base
 
 

@@ -20,7 +20,12 @@ def stripes(kind, size, rng):
     phase = rng.randint(0, period)
     idx = np.arange(size)
     band = (((idx + phase) // (period // 2)) % 2).astype(np.float32)
-    img = np.tile(band[:, None], (1, size)) if kind == "horizontal" else np.tile(band[None, :], (size, 1))
+    if kind == "horizontal":
+        img = np.tile(band[:, None], (1, size))
+    elif kind == "vertical":
+        img = np.tile(band[None, :], (size, 1))
+    else:  # checker
+        img = np.logical_xor(band[:, None] > 0, band[None, :] > 0).astype(np.float32)
     color = rng.uniform(100, 255, size=3)
     img = img[:, :, None] * color[None, None, :] + rng.normal(0, 25, size=(size, size, 3))
     return np.clip(img, 0, 255).astype(np.uint8)

@@ -1,0 +1,120 @@
+"""End to end: the two stages as the job runs them (subprocess, other cwd), outputs, predict."""
+
+import csv
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import make_images, make_spec, run, train_cmd, TRAIN_PY
+
+METRIC_KEYS = {"best_val_accuracy", "best_val_loss", "final_val_accuracy", "final_val_loss", "epochs_run",
+               "wall_time_s", "train_images_per_second", "tensorflow_version", "keras_version", "gpus",
+               "class_names", "seed", "checkpoints", "checkpoint_format"}
+
+
+def read_history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def two_stage_run(dataset, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    spec_path, spec = make_spec(run_dir, dataset, frozen_epochs=2, finetune_epochs=4)
+    results = {}
+    for stage in ("frozen", "finetune"):
+        r = run(train_cmd(spec_path, stage, run_dir), cwd=run_dir)
+        results[stage] = r
+        assert r.returncode == 0, r.stdout + r.stderr
+    return run_dir, spec, results
+
+
+def test_history_rows(two_stage_run):
+    run_dir, spec, _ = two_stage_run
+    for stage, n in (("frozen", 2), ("finetune", 4)):
+        rows = read_history(os.path.join(run_dir, "stages", stage, "history.csv"))
+        assert [int(r["epoch"]) for r in rows] == list(range(1, n + 1))
+        assert list(rows[0].keys()) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+        for r in rows:
+            for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+                float(r[k])
+            assert 0.0 <= float(r["val_accuracy"]) <= 1.0
+        assert abs(float(rows[0]["lr"]) - spec["stages"][0 if stage == "frozen" else 1]["optimizer"]["learning_rate"]) < 1e-6
+
+
+def test_model_learns_and_metrics_complete(two_stage_run):
+    run_dir, spec, _ = two_stage_run
+    m = json.load(open(os.path.join(run_dir, "stages", "finetune", "metrics.json")))
+    assert METRIC_KEYS <= set(m), METRIC_KEYS - set(m)
+    assert m["best_val_accuracy"] >= 0.9, m
+    assert m["epochs_run"] == 4
+    assert m["class_names"] == ["horizontal", "vertical"]
+    assert m["seed"] == 42
+    assert m["train_images_per_second"] > 0
+    assert m["wall_time_s"] > 0
+    assert m["init_from"] == "frozen"
+    for which in ("best", "final"):
+        assert os.path.isfile(os.path.join(run_dir, m["checkpoints"][which]))
+    rows = read_history(os.path.join(run_dir, "stages", "finetune", "history.csv"))
+    assert m["best_val_accuracy"] == pytest.approx(max(float(r["val_accuracy"]) for r in rows))
+    ev = json.load(open(os.path.join(run_dir, "stages", "finetune", "evaluation.json")))
+    assert ev["class_names"] == ["horizontal", "vertical"]
+    cm = ev["confusion_matrix"]
+    assert sum(map(sum, cm)) == 20 and [sum(r) for r in cm] == [10, 10]
+    assert ev["accuracy"] == pytest.approx(m["best_val_accuracy"], abs=1e-6)
+    assert set(ev["per_class_accuracy"]) == {"horizontal", "vertical"}
+
+
+def test_best_checkpoint_predicts(two_stage_run, dataset, tmp_path):
+    run_dir, _, _ = two_stage_run
+    m = json.load(open(os.path.join(run_dir, "stages", "finetune", "metrics.json")))
+    best = os.path.join(run_dir, m["checkpoints"]["best"])
+    images = []
+    for c in ("horizontal", "vertical"):
+        d = os.path.join(dataset["val"], c)
+        images += [os.path.join(d, f) for f in sorted(os.listdir(d))[:5]]
+    r = run([sys.executable, TRAIN_PY, "predict", "--model", best] + images,
+            cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == len(images)
+    right = 0
+    for img, line in zip(images, lines):
+        path, label, prob = line.split("\t")
+        assert path == img
+        assert 0.5 <= float(prob) <= 1.0
+        right += label == os.path.basename(os.path.dirname(img))
+    assert right >= 9
+
+
+def test_evaluate_entry_point(two_stage_run):
+    run_dir, _, _ = two_stage_run
+    p = os.path.join(run_dir, "stages", "frozen", "evaluation.json")
+    os.remove(p)
+    r = run(train_cmd(os.path.join(run_dir, "spec.resolved.json"), "frozen", run_dir, command="evaluate"))
+    assert r.returncode == 0, r.stderr
+    assert json.load(open(p))["num_images"] == 20
+
+
+def test_real_backbone_stages_and_three_classes(tmp_path):
+    """mobilenetv2 (keras.applications) through both stages, softmax head with 3 classes,
+    partial unfreezing and steps_per_epoch."""
+    root = str(tmp_path)
+    classes = ("checker", "horizontal", "vertical")
+    data = {"train": make_images(os.path.join(root, "train"), 6, classes=classes, seed=3),
+            "val": make_images(os.path.join(root, "val"), 3, classes=classes, seed=4)}
+    run_dir = os.path.join(root, "run")
+    spec_path, spec = make_spec(run_dir, data, backbone="mobilenetv2", frozen_epochs=1, finetune_epochs=1,
+                                steps=2, dropout=0.2)
+    spec["stages"][1]["unfreeze_layers"] = 10
+    spec["stages"][1]["validation_steps"] = 1
+    json.dump(spec, open(spec_path, "w"))
+    for stage in ("frozen", "finetune"):
+        r = run(train_cmd(spec_path, stage, run_dir), cwd=run_dir)
+        assert r.returncode == 0, r.stdout + r.stderr
+    ev = json.load(open(os.path.join(run_dir, "stages", "finetune", "evaluation.json")))
+    assert len(ev["confusion_matrix"]) == 3 and ev["num_images"] == 9
+    m = json.load(open(os.path.join(run_dir, "stages", "finetune", "metrics.json")))
+    assert m["class_names"] == list(classes) and m["epochs_run"] == 1
