@@ -1,10 +1,10 @@
-// Package templates embeds the text templates hpctl renders: the sbatch stage script and
-// the starter spec written by `hpctl init`.
+// Package templates holds the text templates hpctl renders, embedded in the binary so a
+// release needs no files beside it. jobs/render parses them with template.ParseFS.
 package templates
 
 import "embed"
 
-// FS holds every *.tmpl file of this folder.
+// FS holds every *.tmpl file of this directory.
 //
 //go:embed *.tmpl
 var FS embed.FS

@@ -1,0 +1,185 @@
+// Package render turns a plan into the files a submission stages in the run directory:
+// the spec as written, the resolved spec, the trainer, and one job script per stage.
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"text/template"
+
+	"github.com/hpctl/hpctl/containers"
+	"github.com/hpctl/hpctl/internal/shell"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/templates"
+	"github.com/hpctl/hpctl/trainer"
+)
+
+// File is one file of a run directory.
+type File struct {
+	// Path is slash-separated and relative to the run directory.
+	Path string
+	Mode fs.FileMode
+	Data []byte
+}
+
+var stageTmpl = template.Must(template.New("stage.sh.tmpl").Funcs(template.FuncMap{
+	"q": shell.Quote,
+	// dq writes an #SBATCH value that may hold spaces; sbatch reads double quotes there.
+	// Validation keeps ", \ and % out of the run directory, the only such value.
+	"dq": func(s string) string { return `"` + s + `"` },
+}).ParseFS(templates.FS, "stage.sh.tmpl"))
+
+// Render returns every file of the plan's run directory, in a stable order: spec.yaml
+// (source, byte for byte), spec.resolved.json, the trainer, and stages/<name>/job.sh.
+func Render(p *jobs.Plan, source []byte) ([]File, error) {
+	resolved, err := p.ResolvedJSON()
+	if err != nil {
+		return nil, err
+	}
+	files := []File{
+		{Path: jobs.SpecFile, Mode: 0o644, Data: source},
+		{Path: jobs.ResolvedSpecFile, Mode: 0o644, Data: resolved},
+	}
+	err = fs.WalkDir(trainer.FS, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(trainer.FS, name)
+		if err != nil {
+			return err
+		}
+		files = append(files, File{Path: path.Join(jobs.TrainerDir, name), Mode: 0o644, Data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render: read the embedded trainer: %w", err)
+	}
+	for _, st := range p.Stages {
+		script, err := Script(p, st)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: path.Join(jobs.StagesDir, st.Name, jobs.ScriptFile), Mode: 0o755, Data: script})
+	}
+	return files, nil
+}
+
+// Script renders the job script of one stage of the plan.
+func Script(p *jobs.Plan, st jobs.PlannedStage) ([]byte, error) {
+	words, err := LaunchWords(p, st)
+	if err != nil {
+		return nil, err
+	}
+	logs := path.Join(p.RunDir, jobs.LogsDir, "%x-%j")
+	data := struct {
+		RunID, RunDir, Stage, JobName, Runtime, LogOut, LogErr, Launch string
+		R                                                              jobs.Resources
+		MakeDirs                                                       []string
+	}{
+		RunID: p.RunID, RunDir: p.RunDir, Stage: st.Name, JobName: st.JobName,
+		Runtime: p.Spec.Container.Runtime, LogOut: logs + ".out", LogErr: logs + ".err",
+		Launch: wrap(words, len(st.Command)), R: st.Resources,
+	}
+	if st.Trainer && p.Spec.Model.WeightsCache != "" {
+		// enroot and apptainer refuse to mount a directory that does not exist yet.
+		data.MakeDirs = append(data.MakeDirs, containers.Path(p.Spec.Model.WeightsCache).Shell())
+	}
+	var b bytes.Buffer
+	if err := stageTmpl.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("render stage %s: %w", st.Name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// LaunchWords is the command line that runs the stage under the spec's container runtime.
+func LaunchWords(p *jobs.Plan, st jobs.PlannedStage) ([]containers.Word, error) {
+	c := p.Spec.Container
+	rt, err := containers.Lookup(c.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("render stage %s: %w", st.Name, err)
+	}
+	l := containers.Launch{
+		Image:  c.Image,
+		RunDir: p.RunDir,
+		GPUs:   st.Resources.GPUs,
+		Env:    []string{"HPCTL_RUN_DIR", "HPCTL_STAGE", "HPCTL_JOB_ID", "HPCTL_ATTEMPT"},
+		Argv:   st.Command,
+	}
+	if st.Trainer {
+		l.Mounts = trainerMounts(p.Spec)
+	}
+	for _, m := range c.Mounts {
+		mount, err := containers.ParseMount(m)
+		if err != nil {
+			return nil, fmt.Errorf("render stage %s: %w", st.Name, err)
+		}
+		l.Mounts = append(l.Mounts, mount)
+	}
+	words, err := rt.Command(l)
+	if err != nil {
+		return nil, fmt.Errorf("render stage %s: %w", st.Name, err)
+	}
+	return words, nil
+}
+
+// trainerMounts makes the data and weights visible at the same paths inside the
+// container, so the resolved spec's paths hold there too.
+func trainerMounts(s jobs.Spec) []containers.Mount {
+	var ms []containers.Mount
+	seen := map[string]bool{}
+	add := func(p, opts string) {
+		if p == "" || seen[p] {
+			return
+		}
+		seen[p] = true
+		ms = append(ms, containers.Mount{Source: p, Target: p, Options: opts})
+	}
+	add(s.Data.Train, "ro")
+	add(s.Data.Val, "ro")
+	if w := s.Model.Weights; w != "imagenet" && w != "none" {
+		add(w, "ro")
+	}
+	// The trainer may download into the cache, so it stays writable.
+	add(s.Model.WeightsCache, "")
+	return ms
+}
+
+// wrap lays the launch line out over several lines of at most about 80 columns, keeping
+// an option and its value together and starting the command (the last nArgv words) on a
+// line of its own, so a person can read which option carries what.
+func wrap(words []containers.Word, nArgv int) string {
+	const width = 80
+	var groups []string
+	argvAt := -1
+	for i := 0; i < len(words); i++ {
+		if i == len(words)-nArgv && i > 0 {
+			argvAt = len(groups)
+		}
+		g := words[i].Shell()
+		if isOption(g) && !strings.Contains(g, "=") && i+1 < len(words) && !isOption(words[i+1].Shell()) {
+			i++
+			g += " " + words[i].Shell()
+		}
+		groups = append(groups, g)
+	}
+	var lines []string
+	cur := ""
+	for i, g := range groups {
+		switch {
+		case i == 0:
+			cur = g
+		case len(cur)+1+len(g) > width || i == argvAt:
+			lines = append(lines, cur)
+			cur = "\t" + g
+		default:
+			cur += " " + g
+		}
+	}
+	lines = append(lines, cur)
+	return strings.Join(lines, " \\\n")
+}
+
+func isOption(s string) bool { return strings.HasPrefix(s, "-") || strings.HasPrefix(s, "'-") }
