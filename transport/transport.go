@@ -44,10 +44,10 @@ type PullOptions struct {
 
 // PullStats says what a Pull moved.
 type PullStats struct {
-	Files   int   // files copied or updated
-	Bytes   int64 // bytes actually moved (zero when everything was up to date)
-	Checked int   // files whose SHA-256 was compared with the cluster's after the copy
-	Rsync   bool  // whether rsync moved the files (else hpctl's own copy)
+	Files   int   `json:"files"`   // files copied or updated
+	Bytes   int64 `json:"bytes"`   // bytes actually moved (zero when everything was up to date)
+	Checked int   `json:"checked"` // files whose SHA-256 was compared with the cluster's after the copy
+	Rsync   bool  `json:"rsync"`   // whether rsync moved the files (else hpctl's own copy)
 }
 
 // Transport is the seam under all cluster access.

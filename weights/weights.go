@@ -104,8 +104,8 @@ type Outcome struct {
 	// Present: the cache already held a verified copy; nothing was downloaded.
 	Present bool `json:"present"`
 	// Replaced: the cache held a copy that failed verification, now replaced.
-	Replaced bool  `json:"replaced,omitempty"`
-	Bytes    int64 `json:"bytes_downloaded"`
+	Replaced bool   `json:"replaced,omitempty"`
+	Bytes    int64  `json:"bytes_downloaded"`
 	URL      string `json:"url,omitempty"`
 }
 

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/results"
+	"github.com/hpctl/hpctl/transport"
+)
+
+func init() { register(60, fetchCommand) }
+
+type fetchOptions struct {
+	runs           []string
+	allCheckpoints bool
+	noCheckpoints  bool
+	resultsDir     string
+	json           bool
+}
+
+func fetchCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "fetch-results",
+		Aliases:   []string{"fetch"},
+		Usage:     "copy a run's results from the cluster and summarize them",
+		ArgsUsage: "[RUN...]",
+		Description: `Copies each run's directory from the cluster into <results-dir>/<run-id>/: the spec
+(as written and resolved), every stage's history.csv, metrics.json and evaluation.json,
+the job logs, and the best checkpoint of each stage. The trainer program and the resume
+state stay on the cluster. Then prints a summary per stage and writes a learning-curve
+plot (learning-curves.png), report.md and summary.json next to the files.
+
+The copy is incremental and resumable (rsync where installed): fetching an unchanged run
+again copies nothing, an interrupted fetch leaves no half-written file under its final
+name, and every file's SHA-256 is checked against the cluster's. Over ssh it uses the
+same master connection as submit and status. RUN is a run id, a unique prefix of one,
+or "latest" (the default).
+
+Examples:
+   hpctl fetch-results                          # the latest run
+   hpctl fetch-results urban-rural-20261129-054012-a3f9
+   hpctl fetch-results --no-checkpoints latest  # metrics and logs only
+   hpctl fetch-results --all-checkpoints        # also final.* and resume state
+   hpctl fetch-results -o json | jq '.[0].stages[] | {name, best_val_accuracy}'`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all-checkpoints", Usage: "also copy each stage's final checkpoint and resume state"},
+			&cli.BoolFlag{Name: "no-checkpoints", Usage: "copy no checkpoints (metrics, history and logs only)"},
+			&cli.StringFlag{Name: "results-dir", Usage: "where runs are copied (default: the results-dir setting, ./results)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkOutput(c)
+			if err != nil {
+				return err
+			}
+			o := fetchOptions{
+				runs:           c.Args().Slice(),
+				allCheckpoints: c.Bool("all-checkpoints"),
+				noCheckpoints:  c.Bool("no-checkpoints"),
+				resultsDir:     c.String("results-dir"),
+				json:           asJSON,
+			}
+			if o.allCheckpoints && o.noCheckpoints {
+				return usageError(errorf("--all-checkpoints and --no-checkpoints contradict each other"))
+			}
+			if o.resultsDir == "" {
+				o.resultsDir = e.settings.ResultsDir
+			}
+			return runFetch(c.Context, e, o)
+		},
+	}
+}
+
+func runFetch(ctx context.Context, e *env, o fetchOptions) error {
+	reg, err := e.openRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	ids := o.runs
+	if len(ids) == 0 {
+		ids = []string{"latest"}
+	}
+	var runs []jobs.Run
+	for _, id := range ids {
+		r, err := findRun(ctx, reg, id)
+		if err != nil {
+			return fmt.Errorf("fetch-results %s: %w", id, err)
+		}
+		runs = append(runs, r)
+	}
+	// One transport per host, so several runs on one cluster share one login.
+	transports := map[string]transport.Transport{}
+	defer func() {
+		for _, t := range transports {
+			t.Close()
+		}
+	}()
+	var all []*results.Fetched
+	for _, r := range runs {
+		t, ok := transports[r.Host]
+		if !ok {
+			t = e.newTransport(r.Host)
+			transports[r.Host] = t
+		}
+		log := e.log.With().Str("run", r.ID).Str("transport", t.Name()).Logger()
+		log.Debug().Str("run_dir", r.RunDir).Msg("fetching")
+		bar := newProgress(e.stderr, r.ID, o.json)
+		start := time.Now()
+		f, err := results.FetchResults(ctx, t, r, o.resultsDir, results.Options{
+			AllCheckpoints: o.allCheckpoints,
+			NoCheckpoints:  o.noCheckpoints,
+			Progress:       bar.update,
+		})
+		bar.finish()
+		if err != nil {
+			return err
+		}
+		log.Info().Int("files", f.Transfer.Files).Int64("bytes", f.Transfer.Bytes).Int("verified", f.Transfer.Checked).
+			Bool("rsync", f.Transfer.Rsync).Dur("took", time.Since(start)).Msg("fetched")
+		all = append(all, f)
+	}
+	if o.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(all)
+	}
+	for i, f := range all {
+		if i > 0 {
+			fmt.Fprintln(e.stdout)
+		}
+		printFetched(e.stdout, f)
+	}
+	return nil
+}
+
+func printFetched(w io.Writer, f *results.Fetched) {
+	fmt.Fprintf(w, "%s\n", f.RunID)
+	t := newTable("STAGE", "STATE", "JOB", "EPOCHS", "BEST VAL ACC", "BEST VAL LOSS", "FINAL VAL ACC", "FINAL VAL LOSS", "WALL", "IMG/S")
+	for _, s := range f.Stages {
+		best := results.Float(s.BestValAccuracy, 4)
+		if best != "" && s.BestEpoch > 0 {
+			best += fmt.Sprintf(" (ep %d)", s.BestEpoch)
+		}
+		t.AppendRow([]any{s.Name, s.State, s.JobID, results.Epochs(s), best, results.Float(s.BestValLoss, 4),
+			results.Float(s.FinalValAccuracy, 4), results.Float(s.FinalValLoss, 4), results.Duration(s.WallTimeSeconds),
+			results.Float(s.ImagesPerSecond, 1)})
+	}
+	renderTable(w, t)
+	moved := "nothing new to copy"
+	if f.Transfer.Files > 0 {
+		moved = fmt.Sprintf("copied %d file(s), %s", f.Transfer.Files, humanBytes(f.Transfer.Bytes))
+	}
+	fmt.Fprintf(w, "\nresults: %s (%s; %d file(s) verified)\n", f.Dir, moved, f.Transfer.Checked)
+	if f.Plot != "" {
+		fmt.Fprintf(w, "plot:    %s\n", f.Plot)
+	} else {
+		fmt.Fprintf(w, "plot:    none yet (no stage has finished an epoch)\n")
+	}
+	fmt.Fprintf(w, "report:  %s\n", f.Report)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// progress draws a bar on a terminal for transfers worth watching; elsewhere (pipes,
+// logs, JSON output) it stays silent.
+type progress struct {
+	w     io.Writer
+	desc  string
+	quiet bool
+	bar   *progressbar.ProgressBar
+}
+
+// progressMin is the smallest transfer that gets a bar: small ones finish before a bar
+// would tell anything.
+const progressMin = 8 << 20
+
+func newProgress(w io.Writer, desc string, quiet bool) *progress {
+	return &progress{w: w, desc: desc, quiet: quiet || !isTTY(w)}
+}
+
+func (p *progress) update(done, total int64) {
+	if p.quiet || total < progressMin {
+		return
+	}
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(p.desc),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	_ = p.bar.Set64(done)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+// isTTY reports whether w is a terminal (a progress bar would only clutter a pipe or a log).
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
