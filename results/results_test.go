@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/results"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -142,5 +143,37 @@ func TestFetchMissingRunDir(t *testing.T) {
 	_, err := results.FetchResults(context.Background(), transport.NewLocal(), run, t.TempDir(), results.Options{})
 	if !errors.Is(err, errkind.ErrNotFound) {
 		t.Fatalf("missing run dir: %v", err)
+	}
+}
+
+// TestFetchOverSSH fetches through the test sshd: same files, same summary, and a second
+// fetch moves nothing.
+func TestFetchOverSSH(t *testing.T) {
+	cfg, host := testenv.RequireSSH(t)
+	cdir, err := os.MkdirTemp("", "hpctl-cm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(cdir)
+	tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: cdir})
+	defer tr.Close()
+	remote := filepath.Join(t.TempDir(), "urban-rural-20261129-054012-a3f9")
+	run := fixture{frozenEpochs: 4, finetuneEpochs: 2, finetuneStarted: true, finetuneDone: true}.write(t, remote)
+	run.Host = host
+	root := t.TempDir()
+	f, err := results.FetchResults(context.Background(), tr, run, root, results.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Stages) != 2 || f.Stages[1].State != "COMPLETED" || f.Plot == "" || !f.Transfer.Rsync {
+		t.Fatalf("fetch over ssh: %+v", f)
+	}
+	report, _ := os.ReadFile(f.Report)
+	if !strings.Contains(string(report), "fetched from `"+host+"`") {
+		t.Errorf("report does not name the host:\n%s", report)
+	}
+	f, err = results.FetchResults(context.Background(), tr, run, root, results.Options{})
+	if err != nil || f.Transfer.Bytes != 0 {
+		t.Fatalf("second fetch over ssh: %+v %v", f.Transfer, err)
 	}
 }

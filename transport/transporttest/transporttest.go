@@ -280,7 +280,7 @@ func testPullIncremental(t *testing.T, tr transport.Transport) {
 	if lastTotal != want || lastDone != want {
 		t.Errorf("progress ended at %d/%d, want %d/%d", lastDone, lastTotal, want, want)
 	}
-	checkLocal(t, local, files, treeExclude)
+	CheckLocal(t, local, files, treeExclude)
 
 	st, err = tr.Pull(ctx(t), remote, local, transport.PullOptions{Exclude: treeExclude})
 	if err != nil {
@@ -300,7 +300,7 @@ func testPullIncremental(t *testing.T, tr transport.Transport) {
 	if st.Files != 1 {
 		t.Errorf("third Pull after one file changed: %+v; want 1 file", st)
 	}
-	checkLocal(t, local, files, treeExclude)
+	CheckLocal(t, local, files, treeExclude)
 
 	// Same size, same second, different content (damaged locally): verification catches it.
 	p := filepath.Join(local, "spec.yaml")
@@ -312,7 +312,7 @@ func testPullIncremental(t *testing.T, tr transport.Transport) {
 	if _, err := tr.Pull(ctx(t), remote, local, transport.PullOptions{Exclude: treeExclude}); err != nil {
 		t.Fatalf("Pull after local damage: %v", err)
 	}
-	checkLocal(t, local, files, treeExclude)
+	CheckLocal(t, local, files, treeExclude)
 }
 
 func testPullMissing(t *testing.T, tr transport.Transport) {
@@ -355,12 +355,12 @@ func testPullInterrupted(t *testing.T, tr transport.Transport) {
 		t.Fatalf("Pull after the interruption: %v", err)
 	}
 	t.Logf("rerun moved %+v", st)
-	checkLocal(t, local, files, nil)
+	CheckLocal(t, local, files, nil)
 }
 
-// checkLocal asserts local holds exactly the non-excluded files, byte for byte, and no
+// CheckLocal asserts local holds exactly the non-excluded files, byte for byte, and no
 // temporary or partial file anywhere.
-func checkLocal(t *testing.T, local string, files []transport.File, exclude []string) {
+func CheckLocal(t *testing.T, local string, files []transport.File, exclude []string) {
 	t.Helper()
 	want := map[string]string{}
 	for _, f := range files {
