@@ -13,16 +13,17 @@ type commandSpec struct {
 	build func(e *env) *cli.Command
 }
 
-var registry []commandSpec
+// commandSpecs is named so as not to shadow the jobs/registry package in this package.
+var commandSpecs []commandSpec
 
 func register(order int, build func(e *env) *cli.Command) {
-	registry = append(registry, commandSpec{order, build})
+	commandSpecs = append(commandSpecs, commandSpec{order, build})
 }
 
 func commands(e *env) []*cli.Command {
-	sort.SliceStable(registry, func(i, j int) bool { return registry[i].order < registry[j].order })
-	out := make([]*cli.Command, 0, len(registry))
-	for _, c := range registry {
+	sort.SliceStable(commandSpecs, func(i, j int) bool { return commandSpecs[i].order < commandSpecs[j].order })
+	out := make([]*cli.Command, 0, len(commandSpecs))
+	for _, c := range commandSpecs {
 		out = append(out, c.build(e))
 	}
 	return out

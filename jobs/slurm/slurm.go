@@ -24,17 +24,23 @@ import (
 )
 
 // Retry is the backoff for transient controller errors: Attempts tries in all, waiting
-// Initial, then twice as long each time, never more than Max between two tries.
+// Initial, then twice as long each time, never more than Max between two tries, and no
+// new try that would, by the last one's duration, end past Budget.
 type Retry struct {
 	Attempts int
 	Initial  time.Duration
 	Max      time.Duration
+	// Budget bounds the whole; 0 means no bound but Attempts. It matters because Slurm's
+	// clients retry on their own: with the controller down, squeue and sbatch each take
+	// about 9 s to say "Unable to contact slurm controller", and trying that again
+	// three times would keep a user waiting half a minute for the same answer.
+	Budget time.Duration
 }
 
-// DefaultRetry tries four times over about 1.4 s: long enough to ride out a controller
-// that is busy for a moment, short enough that a user facing a down controller hears
-// about it quickly.
-var DefaultRetry = Retry{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second}
+// DefaultRetry tries up to four times, sleeping 0.2 s, 0.4 s, 0.8 s between tries (fast
+// failures such as "Resource temporarily unavailable"), within 15 s in all (a slow
+// "Unable to contact slurm controller" is then tried once).
+var DefaultRetry = Retry{Attempts: 4, Initial: 200 * time.Millisecond, Max: 2 * time.Second, Budget: 15 * time.Second}
 
 // Options tune an Executor.
 type Options struct {
@@ -266,7 +272,9 @@ func parseSacct(out string) map[string]jobs.JobState {
 		// "CANCELLED by 0" names who cancelled; the state is the first word.
 		state, _, _ := strings.Cut(f[1], " ")
 		st.State, st.Reason = normState(state, f[2])
-		if st.Reason == "None" {
+		// sacct's Reason is why the job last waited; once it ended that only misleads,
+		// except for a job cancelled while waiting (its dependency failed).
+		if st.Reason == "None" || (jobs.Terminal(st.State) && st.State != jobs.StateCancelled) {
 			st.Reason = ""
 		}
 		if st.Node == "None assigned" {
@@ -376,7 +384,9 @@ func (e *Executor) run(ctx context.Context, argv []string) (transport.Result, er
 	start := time.Now()
 	var last string
 	for attempt := 1; ; attempt++ {
+		tryStart := time.Now()
 		res, err := e.t.Run(ctx, argv, nil)
+		took := time.Since(tryStart)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return res, err
@@ -391,9 +401,14 @@ func (e *Executor) run(ctx context.Context, argv []string) (transport.Result, er
 		default:
 			return res, nil
 		}
-		if attempt >= r.Attempts {
-			return res, fmt.Errorf("%w: the Slurm controller did not answer %s after %d tries over %s: %s",
-				errkind.ErrUnreachable, argv[0], attempt, time.Since(start).Round(time.Millisecond), last)
+		overBudget := r.Budget > 0 && time.Since(start)+wait+took > r.Budget
+		if attempt >= r.Attempts || overBudget {
+			tries := "1 try"
+			if attempt > 1 {
+				tries = fmt.Sprintf("%d tries", attempt)
+			}
+			return res, fmt.Errorf("%w: the Slurm controller did not answer %s (%s over %s): %s",
+				errkind.ErrUnreachable, argv[0], tries, time.Since(start).Round(time.Millisecond), last)
 		}
 		t := time.NewTimer(wait)
 		select {

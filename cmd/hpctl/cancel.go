@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func init() { register(60, cancelCommand) }
+
+type cancelOptions struct {
+	runs []string
+}
+
+func cancelCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "cancel",
+		Usage:     "cancel every job of runs",
+		ArgsUsage: "RUN...",
+		Description: `Cancels the jobs of each RUN (pending or running) with one scancel per run. Jobs that
+already ended are left as they are. The run directory stays.
+
+Examples:
+   hpctl cancel latest
+   hpctl cancel urban-rural-20261129-054012-a3f9`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageError(errorf("cancel needs at least one RUN"))
+			}
+			return runCancel(c.Context, e, cancelOptions{runs: c.Args().Slice()})
+		},
+	}
+}
+
+func runCancel(ctx context.Context, e *env, o cancelOptions) error {
+	reg, err := e.openRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	for _, id := range o.runs {
+		run, err := findRun(ctx, reg, id)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, s := range run.Stages {
+			if s.JobID != "" {
+				ids = append(ids, s.JobID)
+			}
+		}
+		if len(ids) == 0 {
+			fmt.Fprintf(e.stdout, "run %s has no jobs to cancel\n", run.ID)
+			continue
+		}
+		t := e.newTransport(run.Host)
+		ex, err := e.newExecutor(ctx, run.Executor, t)
+		if err == nil {
+			err = ex.Cancel(ctx, ids)
+		}
+		t.Close()
+		if err != nil {
+			return fmt.Errorf("cancel run %s: %w", run.ID, err)
+		}
+		fmt.Fprintf(e.stdout, "cancelled run %s (jobs %s)\n", run.ID, strings.Join(ids, " "))
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/jedib0t/go-pretty/v6/table"
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/jobs/local"
+	"github.com/hpctl/hpctl/jobs/pipeline"
+	runregistry "github.com/hpctl/hpctl/jobs/registry"
+	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// The shared wiring of the commands that reach the cluster: registry, transport,
+// executor, tables.
+
+// wrapTransport lets tests wrap every transport the commands build (to count the
+// commands run through it); nil in hpctl itself.
+var wrapTransport func(transport.Transport) transport.Transport
+
+// slurmOptions are the Slurm executor's options; tests shorten the retries.
+var slurmOptions = slurm.Options{}
+
+// openRegistry opens <state-dir>/registry.db.
+func (e *env) openRegistry(ctx context.Context) (*runregistry.Registry, error) {
+	r, err := runregistry.Open(ctx, e.settings.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("open the run registry: %w", err)
+	}
+	return r, nil
+}
+
+// newTransport reaches the cluster: over ssh when host is set (--host, HPCTL_HOST, the
+// settings file, or the spec's cluster.host, in that order), else on this machine.
+func (e *env) newTransport(host string) transport.Transport {
+	if e.settings.Host != "" {
+		host = e.settings.Host
+	}
+	var t transport.Transport
+	if host == "" {
+		t = transport.NewLocal()
+	} else {
+		// KeepMaster: the next hpctl command reuses this login (two-factor sites).
+		t = transport.NewSSH(host, transport.SSHOptions{ControlDir: e.settings.ControlDir, KeepMaster: true})
+	}
+	if wrapTransport != nil {
+		t = wrapTransport(t)
+	}
+	return t
+}
+
+// newExecutor returns the executor kind ("auto", "slurm" or "local"; "" is auto) that
+// runs jobs through t. auto picks Slurm when sbatch answers through t, else local.
+func (e *env) newExecutor(ctx context.Context, kind string, t transport.Transport) (jobs.Executor, error) {
+	if kind == "" || kind == "auto" {
+		kind = "local"
+		if slurm.Available(ctx, t) {
+			kind = "slurm"
+		}
+		e.log.Debug().Str("executor", kind).Msg("executor auto-detected")
+	}
+	switch kind {
+	case "slurm":
+		return slurm.New(t, slurmOptions), nil
+	case "local":
+		if t.Name() != "local" {
+			return nil, usageError(fmt.Errorf("the local executor runs jobs on this machine; it cannot run them through %s (use --executor slurm)", t.Name()))
+		}
+		return local.New(local.Options{StateDir: filepath.Join(e.settings.StateDir, "local-jobs")})
+	}
+	return nil, usageError(fmt.Errorf("executor %q is not one of %s", kind, strings.Join(jobs.Executors, ", ")))
+}
+
+// findRun looks a run up by id, unique id prefix, or "latest".
+func findRun(ctx context.Context, reg *runregistry.Registry, id string) (jobs.Run, error) {
+	if id == "latest" || id == "last" {
+		return reg.Latest(ctx)
+	}
+	r, err := reg.Get(ctx, id)
+	if err == nil || !errors.Is(err, errkind.ErrNotFound) {
+		return r, err
+	}
+	all, lerr := reg.List(ctx)
+	if lerr != nil {
+		return jobs.Run{}, lerr
+	}
+	var hits []jobs.Run
+	for _, r := range all {
+		if strings.HasPrefix(r.ID, id) {
+			hits = append(hits, r)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return jobs.Run{}, err
+	}
+	var ids []string
+	for _, h := range hits {
+		ids = append(ids, h.ID)
+	}
+	return jobs.Run{}, usageError(fmt.Errorf("run %q is ambiguous: %s", id, strings.Join(ids, ", ")))
+}
+
+// runGroup is runs reached through the same host with the same executor.
+type runGroup struct {
+	host, executor string
+	runs           []jobs.Run
+}
+
+func groupRuns(runs []jobs.Run) []runGroup {
+	idx := map[[2]string]int{}
+	var out []runGroup
+	for _, r := range runs {
+		k := [2]string{r.Host, r.Executor}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, runGroup{host: r.Host, executor: r.Executor})
+		}
+		out[i].runs = append(out[i].runs, r)
+	}
+	return out
+}
+
+// statusOf resolves runs, one transport and executor per host and executor kind: one
+// squeue and one sacct per cluster whatever the number of runs. The result keeps the
+// order of runs.
+func (e *env) statusOf(ctx context.Context, runs []jobs.Run, opts pipeline.StatusOptions) ([]pipeline.RunStatus, error) {
+	byID := map[string]pipeline.RunStatus{}
+	for _, g := range groupRuns(runs) {
+		t := e.newTransport(g.host)
+		ex, err := e.newExecutor(ctx, g.executor, t)
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+		st, err := pipeline.Status(ctx, t, ex, g.runs, opts)
+		t.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range st {
+			byID[s.Run.ID] = s
+		}
+	}
+	out := make([]pipeline.RunStatus, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, byID[r.ID])
+	}
+	return out, nil
+}
+
+// newTable is the plain, borderless table every command prints (go-pretty: column
+// widths from the content, unicode-aware, no hand padding). Print it with renderTable.
+func newTable(header ...any) table.Writer {
+	t := table.NewWriter()
+	style := table.StyleDefault
+	style.Options = table.OptionsNoBordersAndSeparators
+	style.Box.PaddingLeft = ""
+	style.Box.PaddingRight = "  "
+	t.SetStyle(style)
+	t.AppendHeader(table.Row(header))
+	return t
+}
+
+// renderTable prints t without the padding go-pretty leaves after the last column.
+func renderTable(w io.Writer, t table.Writer) {
+	for _, line := range strings.Split(t.Render(), "\n") {
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

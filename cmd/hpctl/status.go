@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/jobs/pipeline"
+)
+
+func init() { register(40, statusCommand) }
+
+type statusOptions struct {
+	runs     []string
+	last     int
+	watch    bool
+	interval time.Duration
+	json     bool
+}
+
+// minInterval: Slurm's man pages ask tools not to poll squeue in tight loops.
+const minInterval = time.Second
+
+func statusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show where runs and their stages stand",
+		ArgsUsage: "[RUN...]",
+		Description: `One table of runs and stages: state (PENDING with its reason, RUNNING, COMPLETED,
+FAILED, CANCELLED, TIMEOUT, ...), job id, node, elapsed time, exit code, epochs done of
+the stage's total and best validation accuracy so far; for a failed stage, the tail of
+its log. All jobs shown are resolved with one squeue and at most one sacct call. Without
+Slurm accounting the run directory's marker files fill in finished jobs. A stage stuck
+PENDING because its dependency failed is cancelled and shown as such.
+
+RUN is a run id, a unique prefix of one, or "latest"; without RUN, the most recent runs.
+
+Examples:
+   hpctl status
+   hpctl status urban-rural-20261129-054012-a3f9
+   hpctl status latest --watch              # redraw every poll-interval until it ends
+   hpctl status --last 50 -o json | jq '.[] | {id: .run.id, state}'`,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "last", Value: 10, Usage: "without RUN, show this many recent runs"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw in place until every run shown has ended"},
+			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch (default: the poll-interval setting; at least 1s)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkOutput(c)
+			if err != nil {
+				return err
+			}
+			o := statusOptions{runs: c.Args().Slice(), last: c.Int("last"), watch: c.Bool("watch"), interval: c.Duration("interval"), json: asJSON}
+			if o.interval == 0 {
+				o.interval = e.settings.PollInterval
+			}
+			if o.interval < minInterval {
+				return usageError(fmt.Errorf("--interval %s is below %s; Slurm asks tools not to poll in tight loops", o.interval, minInterval))
+			}
+			return runStatus(c.Context, e, o)
+		},
+	}
+}
+
+func runStatus(ctx context.Context, e *env, o statusOptions) error {
+	reg, err := e.openRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	var runs []jobs.Run
+	if len(o.runs) == 0 {
+		runs, err = reg.Recent(ctx, o.last)
+	} else {
+		for _, id := range o.runs {
+			r, ferr := findRun(ctx, reg, id)
+			if ferr != nil {
+				err = ferr
+				break
+			}
+			runs = append(runs, r)
+		}
+	}
+	reg.Close() // not held open while watching
+	if err != nil {
+		return err
+	}
+	if len(runs) == 0 {
+		if o.json {
+			fmt.Fprintln(e.stdout, "[]")
+			return nil
+		}
+		fmt.Fprintln(e.stdout, "no runs yet; submit one with: hpctl submit SPEC")
+		return nil
+	}
+	redraw := o.watch && !o.json && statusOnTerminal(e.stdout)
+	for {
+		st, err := e.statusOf(ctx, runs, pipeline.StatusOptions{})
+		if err != nil {
+			return err
+		}
+		if redraw {
+			fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // home, clear: redraw in place
+		}
+		if err := printStatus(e.stdout, st, o.json); err != nil {
+			return err
+		}
+		if !o.watch {
+			return nil
+		}
+		if allEnded(st) {
+			return watchOutcome(st)
+		}
+		if redraw {
+			fmt.Fprintf(e.stdout, "\nrefreshing every %s; Ctrl-C to stop watching (the jobs go on)\n", o.interval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil // Ctrl-C ends the watch, not the runs
+		case <-time.After(o.interval):
+		}
+	}
+}
+
+// statusOnTerminal reports whether w is a terminal, where --watch redraws in place.
+func statusOnTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+func allEnded(st []pipeline.RunStatus) bool {
+	for _, r := range st {
+		if !jobs.Terminal(r.State) {
+			return false
+		}
+	}
+	return true
+}
+
+// watchOutcome: a watch that saw every run complete exits 0, else with the run-failed
+// code, so scripts can wait on `hpctl status RUN --watch`.
+func watchOutcome(st []pipeline.RunStatus) error {
+	var bad []string
+	for _, r := range st {
+		if r.State != jobs.StateCompleted {
+			bad = append(bad, r.Run.ID+" "+r.State)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", errkind.ErrRunFailed, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	tw := newTable("run", "stage", "state", "job", "node", "elapsed", "exit", "epoch", "best val acc", "reason")
+	var tails []string
+	for _, r := range st {
+		for i, s := range r.Stages {
+			run := ""
+			if i == 0 {
+				run = r.Run.ID
+			}
+			epoch := ""
+			if s.Epoch > 0 || (s.State == jobs.StateRunning && s.Epochs > 0) {
+				epoch = fmt.Sprintf("%d/%d", s.Epoch, s.Epochs)
+			}
+			acc := ""
+			if s.BestValAccuracy != nil {
+				acc = fmt.Sprintf("%.4f", *s.BestValAccuracy)
+			}
+			tw.AppendRow([]any{run, s.Name, s.State, dash(s.JobID), dash(s.Node), elapsed(s.Elapsed), dash(s.ExitCode), dash(epoch), dash(acc), s.Reason})
+			if s.LogTail != "" {
+				tails = append(tails, fmt.Sprintf("%s %s failed; last lines of %s:\n%s", r.Run.ID, s.Name, s.Log, indent(s.LogTail)))
+			}
+		}
+		if r.Run.Status == jobs.RunFailed && r.Run.Error != "" {
+			tails = append(tails, fmt.Sprintf("%s: submission failed: %s", r.Run.ID, r.Run.Error))
+		}
+	}
+	renderTable(w, tw)
+	for _, t := range tails {
+		fmt.Fprintf(w, "\n%s", t)
+		if !strings.HasSuffix(t, "\n") {
+			fmt.Fprintln(w)
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func elapsed(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	d = d.Round(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	if h > 0 {
+		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
+	}
+	return fmt.Sprintf("%d:%02d", m, s)
+}
+
+func indent(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  | " + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}

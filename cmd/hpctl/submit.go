@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/jobs/pipeline"
+)
+
+func init() { register(30, submitCommand) }
+
+type submitOptions struct {
+	spec     string
+	dryRun   bool
+	executor string
+	json     bool
+}
+
+func submitCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:      "submit",
+		Usage:     "submit an experiment's stages as dependent jobs",
+		ArgsUsage: "SPEC",
+		Description: `Validates SPEC, checks on the cluster that data.train and data.val each hold at least
+two class folders, stages a new run directory <workdir>/<run-id>/ (atomically), submits
+the stages in order, each later one with --dependency=afterok on the jobs it depends on,
+and records the run in the local registry. If a later submission fails, the jobs already
+queued are cancelled and the run is recorded as failed: nothing is left orphaned.
+
+Examples:
+   hpctl submit configs/urban.yaml
+   hpctl submit configs/urban.yaml --dry-run        # show the plan and scripts; submit nothing
+   hpctl submit configs/urban.yaml --executor local # run on this machine, no Slurm
+   hpctl submit configs/urban.yaml -o json | jq -r .run_id`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "show what would be staged and submitted; change nothing"},
+			&cli.StringFlag{Name: "executor", Usage: "auto, slurm or local (default: settings, then the spec, then auto)"},
+			outputFlag(),
+		},
+		Action: func(c *cli.Context) error {
+			asJSON, err := checkOutput(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 1 {
+				return usageError(errorf("submit needs exactly one SPEC file"))
+			}
+			return runSubmit(c, e, submitOptions{spec: c.Args().First(), dryRun: c.Bool("dry-run"), executor: c.String("executor"), json: asJSON})
+		},
+	}
+}
+
+// submitResult is submit's JSON output.
+type submitResult struct {
+	RunID    string            `json:"run_id"`
+	RunDir   string            `json:"run_dir"`
+	Executor string            `json:"executor"`
+	DryRun   bool              `json:"dry_run,omitempty"`
+	Jobs     []submitResultJb  `json:"jobs"`
+	Files    []string          `json:"files,omitempty"`
+	Scripts  map[string]string `json:"scripts,omitempty"`
+}
+
+type submitResultJb struct {
+	Stage     string   `json:"stage"`
+	JobID     string   `json:"job_id,omitempty"`
+	DependsOn []string `json:"depends_on,omitempty"`
+}
+
+func runSubmit(c *cli.Context, e *env, o submitOptions) error {
+	ctx := c.Context
+	l, err := jobs.Load(o.spec)
+	if err != nil {
+		return err
+	}
+	kind := o.executor
+	if kind == "" {
+		kind = e.settings.Executor
+	}
+	if kind == "" {
+		kind = l.Spec.Executor
+	}
+	t := e.newTransport(l.Spec.Cluster.Host)
+	defer t.Close()
+	ex, err := e.newExecutor(ctx, kind, t)
+	if err != nil {
+		return err
+	}
+	var reg jobs.Registry // a dry run records nothing, so it opens nothing
+	if !o.dryRun {
+		r, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		reg = r
+	}
+	sub, err := pipeline.Submit(ctx, t, ex, reg, l, pipeline.SubmitOptions{DryRun: o.dryRun, Version: buildVersion().Version})
+	if err != nil {
+		return err
+	}
+	res := submitResult{RunID: sub.Run.ID, RunDir: sub.Run.RunDir, Executor: sub.Run.Executor, DryRun: o.dryRun}
+	for _, s := range sub.Run.Stages {
+		res.Jobs = append(res.Jobs, submitResultJb{Stage: s.Name, JobID: s.JobID, DependsOn: s.DependsOn})
+	}
+	if o.dryRun {
+		res.Scripts = map[string]string{}
+		for _, f := range sub.Files {
+			res.Files = append(res.Files, f.Path)
+			if strings.HasSuffix(f.Path, "/"+jobs.ScriptFile) {
+				res.Scripts[f.Path] = string(f.Data)
+			}
+		}
+	}
+	if o.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	if o.dryRun {
+		return printDryRun(e, sub, res)
+	}
+	fmt.Fprintf(e.stdout, "submitted run %s (%s)\n", sub.Run.ID, sub.Run.Executor)
+	tw := newTable("stage", "job", "after")
+	ids := map[string]string{}
+	for _, s := range sub.Run.Stages {
+		ids[s.Name] = s.JobID
+		var after []string
+		for _, d := range s.DependsOn {
+			after = append(after, d+" ("+ids[d]+")")
+		}
+		tw.AppendRow([]any{s.Name, s.JobID, strings.Join(after, ", ")})
+	}
+	renderTable(e.stdout, tw)
+	fmt.Fprintf(e.stdout, "run directory: %s\nfollow it with: hpctl status %s --watch\n", sub.Run.RunDir, sub.Run.ID)
+	return nil
+}
+
+func printDryRun(e *env, sub *pipeline.Submission, res submitResult) error {
+	p := sub.Plan
+	fmt.Fprintf(e.stdout, "dry run: nothing staged, submitted or recorded\nrun %s (%s)\nrun directory: %s\n\n", p.RunID, sub.Run.Executor, p.RunDir)
+	tw := newTable("stage", "after", "time", "gpus", "cpus", "mem", "partition", "command")
+	for _, st := range p.Stages {
+		tw.AppendRow([]any{st.Name, strings.Join(st.DependsOn, ","), st.Resources.Time, st.Resources.GPUs,
+			st.Resources.CPUsPerTask, st.Resources.Mem, st.Resources.Partition, strings.Join(st.Command, " ")})
+	}
+	renderTable(e.stdout, tw)
+	fmt.Fprintf(e.stdout, "\nfiles (%d):\n", len(res.Files))
+	for _, f := range res.Files {
+		fmt.Fprintf(e.stdout, "  %s\n", f)
+	}
+	for _, name := range sortedKeys(res.Scripts) {
+		fmt.Fprintf(e.stdout, "\n--- %s ---\n%s", name, res.Scripts[name])
+	}
+	return nil
+}
