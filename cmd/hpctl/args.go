@@ -31,6 +31,16 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// Descend into subcommands (`hpctl weights fetch SPEC --mirror URL`): the flags
+	// belong to the deepest command named before the first argument.
+	for i+1 < len(args) && len(cmd.Subcommands) > 0 {
+		sub := cmd.Command(args[i+1])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		i++
+	}
 	head := append([]string{}, args[:i+1]...)
 	var flags, positional []string
 	rest := args[i+1:]

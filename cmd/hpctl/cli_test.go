@@ -149,3 +149,20 @@ func TestSettingsPrecedence(t *testing.T) {
 		t.Fatalf("unknown setting accepted: exit %d %s", code, stderr)
 	}
 }
+
+func TestInterspersedFlags(t *testing.T) {
+	app := newApp(&env{})
+	for _, tc := range []struct{ in, want string }{
+		{"hpctl init NAME --file f.yaml --force", "hpctl init --file f.yaml --force -- NAME"},
+		{"hpctl --log-level debug init NAME --file=f.yaml", "hpctl --log-level debug init --file=f.yaml -- NAME"},
+		{"hpctl validate a.yaml b.yaml", "hpctl validate a.yaml b.yaml"},
+		{"hpctl init --file f.yaml NAME", "hpctl init --file f.yaml -- NAME"},
+		{"hpctl init NAME -- --file", "hpctl init NAME -- --file"},
+		{"hpctl weights fetch s.yaml --mirror http://m -o json", "hpctl weights fetch --mirror http://m -o json -- s.yaml"},
+	} {
+		got := strings.Join(interspersed(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("interspersed(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

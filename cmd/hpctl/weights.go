@@ -21,15 +21,9 @@ type weightsFetchOptions struct {
 
 func weightsCommand(e *env) *cli.Command {
 	mirror := &cli.StringFlag{Name: "mirror", Usage: "download from this base URL (a local mirror) instead of the published one"}
-	// args.go's interspersed moves flags ahead of the first word after "weights", where
-	// the parent parses them; hidden copies there make them reach fetch (urfave/cli looks
-	// flags up through the parent contexts) until it knows about subcommands.
-	hiddenMirror, hiddenOutput := *mirror, *outputFlag()
-	hiddenMirror.Hidden, hiddenOutput.Hidden = true, true
 	return &cli.Command{
 		Name:  "weights",
 		Usage: "manage the backbone weights cache on the cluster",
-		Flags: []cli.Flag{&hiddenMirror, &hiddenOutput},
 		Subcommands: []*cli.Command{{
 			Name:      "fetch",
 			Usage:     "make sure the spec's backbone weights are in the cluster's weights cache",
@@ -48,18 +42,14 @@ Examples:
    hpctl weights fetch --mirror https://mirror.example/keras configs/urban.yaml`,
 			Flags: []cli.Flag{mirror, outputFlag()},
 			Action: func(c *cli.Context) error {
-				var asJSON bool
-				switch out := lineageString(c, "output"); out {
-				case "", "table":
-				case "json":
-					asJSON = true
-				default:
-					return usageError(errorf("--output %q is not one of table, json", out))
+				asJSON, err := checkOutput(c)
+				if err != nil {
+					return err
 				}
 				if c.NArg() != 1 {
 					return usageError(errorf("weights fetch needs exactly one SPEC file"))
 				}
-				return runWeightsFetch(c.Context, e, weightsFetchOptions{spec: c.Args().First(), mirror: lineageString(c, "mirror"), json: asJSON})
+				return runWeightsFetch(c.Context, e, weightsFetchOptions{spec: c.Args().First(), mirror: c.String("mirror"), json: asJSON})
 			},
 		}},
 	}
@@ -100,14 +90,4 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 		fmt.Fprintf(e.stdout, "%s: downloaded %s from %s, verified, placed at %s\n", m.Backbone, humanBytes(out.Bytes), out.URL, out.Path)
 	}
 	return nil
-}
-
-// lineageString is the value of a flag set on this command or on a parent.
-func lineageString(c *cli.Context, name string) string {
-	for _, x := range c.Lineage() {
-		if x.IsSet(name) {
-			return x.String(name)
-		}
-	}
-	return c.String(name)
 }
