@@ -50,7 +50,7 @@ func (e *env) newTransport(host string) transport.Transport {
 		t = transport.NewLocal()
 	} else {
 		// KeepMaster: the next hpctl command reuses this login (two-factor sites).
-		t = transport.NewSSH(host, transport.SSHOptions{ControlDir: e.settings.ControlDir, KeepMaster: true})
+		t = transport.NewSSH(host, transport.SSHOptions{ControlDir: e.settings.ControlDir, ConfigFile: e.settings.SSHConfig, KeepMaster: true})
 	}
 	if wrapTransport != nil {
 		t = wrapTransport(t)

@@ -23,13 +23,14 @@ type Settings struct {
 	Host         string        `mapstructure:"host"`
 	Executor     string        `mapstructure:"executor"`
 	ControlDir   string        `mapstructure:"control-dir"`
+	SSHConfig    string        `mapstructure:"ssh-config"`
 	PollInterval time.Duration `mapstructure:"poll-interval"`
 	// File is the settings file that was read, if any.
 	File string `mapstructure:"-"`
 }
 
 // Keys lists every setting, for flags and documentation.
-var Keys = []string{"log-level", "log-format", "state-dir", "results-dir", "host", "executor", "control-dir", "poll-interval"}
+var Keys = []string{"log-level", "log-format", "state-dir", "results-dir", "host", "executor", "control-dir", "ssh-config", "poll-interval"}
 
 // DefaultFile is $XDG_CONFIG_HOME/hpctl/config.yaml (~/.config/hpctl/config.yaml).
 func DefaultFile() string {
@@ -62,6 +63,7 @@ func Load(file string, flags map[string]string) (Settings, error) {
 	v.SetDefault("host", "")
 	v.SetDefault("executor", "")
 	v.SetDefault("control-dir", "")
+	v.SetDefault("ssh-config", "")
 	v.SetDefault("poll-interval", "10s")
 	v.SetEnvPrefix("HPCTL")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
