@@ -21,6 +21,8 @@ import (
 type File struct {
 	// Path is slash-separated and relative to the run directory.
 	Path string
+	// Mode is the file's permission bits; with fs.ModeDir set, the entry is an empty
+	// directory to create and Data is nil.
 	Mode fs.FileMode
 	Data []byte
 }
@@ -33,7 +35,8 @@ var stageTmpl = template.Must(template.New("stage.sh.tmpl").Funcs(template.FuncM
 }).ParseFS(templates.FS, "stage.sh.tmpl"))
 
 // Render returns every file of the plan's run directory, in a stable order: spec.yaml
-// (source, byte for byte), spec.resolved.json, the trainer, and stages/<name>/job.sh.
+// (source, byte for byte), spec.resolved.json, the logs/ directory, the trainer, and
+// stages/<name>/job.sh.
 func Render(p *jobs.Plan, source []byte) ([]File, error) {
 	resolved, err := p.ResolvedJSON()
 	if err != nil {
@@ -42,6 +45,9 @@ func Render(p *jobs.Plan, source []byte) ([]File, error) {
 	files := []File{
 		{Path: jobs.SpecFile, Mode: 0o644, Data: source},
 		{Path: jobs.ResolvedSpecFile, Mode: 0o644, Data: resolved},
+		// Slurm opens --output and --error before the script runs and does not create
+		// their directory: without it the job fails with no log at all.
+		{Path: jobs.LogsDir, Mode: fs.ModeDir | 0o755},
 	}
 	err = fs.WalkDir(trainer.FS, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

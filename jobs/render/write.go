@@ -59,6 +59,12 @@ func WriteDir(files []File, dir string) error {
 func writeFiles(files []File, root string) error {
 	for _, f := range files {
 		p := filepath.Join(root, filepath.FromSlash(f.Path))
+		if f.Mode.IsDir() {
+			if err := os.MkdirAll(p, f.Mode.Perm()); err != nil {
+				return fmt.Errorf("write %s: %w", p, err)
+			}
+			continue
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("write %s: %w", p, err)
 		}
