@@ -35,7 +35,7 @@ var stageTmpl = template.Must(template.New("stage.sh.tmpl").Funcs(template.FuncM
 }).ParseFS(templates.FS, "stage.sh.tmpl"))
 
 // Render returns every file of the plan's run directory, in a stable order: spec.yaml
-// (source, byte for byte), spec.resolved.json, the logs/ directory, the trainer, and
+// (source, byte for byte), spec.resolved.json, logs/.keep, the trainer, and
 // stages/<name>/job.sh.
 func Render(p *jobs.Plan, source []byte) ([]File, error) {
 	resolved, err := p.ResolvedJSON()
@@ -46,8 +46,9 @@ func Render(p *jobs.Plan, source []byte) ([]File, error) {
 		{Path: jobs.SpecFile, Mode: 0o644, Data: source},
 		{Path: jobs.ResolvedSpecFile, Mode: 0o644, Data: resolved},
 		// Slurm opens --output and --error before the script runs and does not create
-		// their directory: without it the job fails with no log at all.
-		{Path: jobs.LogsDir, Mode: fs.ModeDir | 0o755},
+		// their directory: without it the job fails with no log at all. An empty file
+		// rather than a directory entry, so every transport carries it as it is.
+		{Path: jobs.LogsDir + "/.keep", Mode: 0o644, Data: []byte{}},
 	}
 	err = fs.WalkDir(trainer.FS, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

@@ -78,7 +78,7 @@ func TestRender(t *testing.T) {
 	if !bytes.Equal(byPath["spec.resolved.json"].Data, resolved) {
 		t.Error("spec.resolved.json is not the plan's resolved spec")
 	}
-	if f := byPath["logs"]; !f.Mode.IsDir() {
+	if _, ok := byPath["logs/.keep"]; !ok {
 		t.Error("no logs/ directory: Slurm cannot open the job's output without it")
 	}
 	for _, want := range []string{"trainer/train.py", "trainer/weights.json"} {
