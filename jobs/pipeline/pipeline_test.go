@@ -41,9 +41,19 @@ func yamlList(argv []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-func newFixture(t *testing.T, one, two string) *fixture {
+func newFixture(t testing.TB, one, two string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
+	// Cancelled jobs may still be writing their markers as the test ends: remove the run
+	// directories (before TempDir's own cleanup) once they are quiet.
+	t.Cleanup(func() {
+		for i := 0; i < 50; i++ {
+			if os.RemoveAll(filepath.Join(dir, "runs")) == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
 	for _, d := range []string{"data/train/a", "data/train/b", "data/val/a", "data/val/b"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)

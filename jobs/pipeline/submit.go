@@ -170,7 +170,7 @@ func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs
 // logs/ must exist when the job starts.
 func withLogsDir(files []render.File) []render.File {
 	for _, f := range files {
-		if strings.HasPrefix(f.Path, jobs.LogsDir+"/") {
+		if f.Path == jobs.LogsDir || strings.HasPrefix(f.Path, jobs.LogsDir+"/") {
 			return files
 		}
 	}

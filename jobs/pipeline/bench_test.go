@@ -1,0 +1,71 @@
+package pipeline_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hpctl/hpctl/internal/testenv"
+	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// BenchmarkSubmit compares hpctl's submission of the two-stage pipeline (runtime none,
+// trivial commands) with the raw shell baseline, two chained `sbatch --parsable` calls
+// in a bash script, on the same cluster in the same run. Submitted jobs are cancelled
+// outside the timed part, so the queue never fills. docs/performance.md has the numbers.
+//
+//	go test -run '^$' -bench BenchmarkSubmit -benchtime 50x ./jobs/pipeline
+func BenchmarkSubmit(b *testing.B) {
+	testenv.RequireSlurm(b)
+	ctx := context.Background()
+	tr := transport.NewLocal()
+	ex := slurm.New(tr, slurm.Options{})
+
+	b.Run("raw-sbatch", func(b *testing.B) {
+		dir := b.TempDir()
+		for _, n := range []string{"one", "two"} {
+			script := "#!/bin/bash\n#SBATCH --job-name=bench-" + n + "\n#SBATCH --output=" + dir + "/%x-%j.out\n" +
+				"#SBATCH --mem=64M\n#SBATCH --cpus-per-task=1\n#SBATCH --time=5\ntrue\n"
+			if err := os.WriteFile(filepath.Join(dir, n+".sh"), []byte(script), 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		chain := `set -e
+a=$(sbatch --parsable "$1/one.sh")
+b=$(sbatch --parsable --dependency=afterok:$a --kill-on-invalid-dep=yes "$1/two.sh")
+echo $a $b`
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			out, err := exec.Command("bash", "-c", chain, "bash", dir).Output()
+			if err != nil {
+				b.Fatalf("raw chain: %v", err)
+			}
+			b.StopTimer()
+			if err := ex.Cancel(ctx, strings.Fields(string(out))); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+
+	b.Run("hpctl", func(b *testing.B) {
+		f := newFixture(b, "true", "true")
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			sub, err := pipeline.Submit(ctx, tr, ex, f.reg, f.spec, pipeline.SubmitOptions{Version: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := ex.Cancel(ctx, []string{sub.Run.Stages[0].JobID, sub.Run.Stages[1].JobID}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+}
