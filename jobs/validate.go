@@ -85,6 +85,15 @@ var (
 	directiveRe = regexp.MustCompile(`^--[a-z][a-z0-9-]*(=.*)?$`)
 )
 
+// CheckName reports whether s can name an experiment, stage or run: it ends up in job
+// names, file names and run directories.
+func CheckName(s string) error {
+	if !nameRe.MatchString(s) {
+		return fmt.Errorf("%q is not a valid name: use letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit", s)
+	}
+	return nil
+}
+
 // Validate checks the semantics of a decoded spec and reports every problem together.
 func (l *Loaded) Validate() error {
 	c := &checker{l: l}

@@ -166,3 +166,44 @@ func TestInterspersedFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderWritesTheRunDirectory(t *testing.T) {
+	dir := isolate(t)
+	t.Setenv("HOME", filepath.Join(dir, "home"))
+	out := filepath.Join(dir, "out")
+	stdout, stderr, code := hpctl(t, "render", "../../configs/urban.yaml", "--out", out, "--run-id", "urban-t")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, f := range []string{"spec.yaml", "spec.resolved.json", "trainer/train.py", "stages/frozen/job.sh", "stages/finetune/job.sh"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("render did not write %s: %v", f, err)
+		}
+	}
+	script, _ := os.ReadFile(filepath.Join(out, "stages/finetune/job.sh"))
+	runDir := filepath.Join(dir, "home", "hpctl-runs", "urban-t")
+	if !strings.Contains(string(script), "#SBATCH --chdir=\""+runDir+"\"") {
+		t.Errorf("finetune script does not run in %s:\n%s", runDir, script)
+	}
+	if !strings.Contains(stdout, "rendered run urban-t") {
+		t.Errorf("stdout %q", stdout)
+	}
+	// A second render into the same place is refused rather than mixed in.
+	if _, _, code := hpctl(t, "render", "../../configs/urban.yaml", "--out", out); code != exitUsage {
+		t.Errorf("render over an existing dir: exit %d", code)
+	}
+}
+
+func TestRenderWritesNothingForAnInvalidSpec(t *testing.T) {
+	dir := isolate(t)
+	spec := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(spec, []byte("name: x\nstages: [{name: a, epochs: 0}]\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	_, stderr, code := hpctl(t, "render", spec, "--out", out)
+	if code != exitUsage || !strings.Contains(stderr, spec+":2:") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an invalid spec was rendered")
+	}
+}
