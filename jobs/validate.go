@@ -160,6 +160,7 @@ func (l *Loaded) Validate() error {
 
 	c.slurm(&s.Slurm)
 	c.container(&s.Container)
+	c.mountable()
 	c.stages()
 
 	if len(c.problems) > 0 {
@@ -267,6 +268,27 @@ func (c *checker) container(ct *Container) {
 	}
 	if ct.Python == "" {
 		c.add("container.python", "required: the python interpreter inside the container, such as python3")
+	}
+}
+
+// mountable rejects paths that a container runtime must mount but cannot express: pyxis
+// and apptainer separate mounts with ',' and fields with ':', docker fields with ':'.
+func (c *checker) mountable() {
+	s := &c.l.Spec
+	if s.Container.Runtime == "none" || !slices.Contains(Runtimes, s.Container.Runtime) {
+		return
+	}
+	fields := []struct{ path, v string }{
+		{"workdir", s.Workdir}, {"data.train", s.Data.Train}, {"data.val", s.Data.Val},
+		{"model.weights_cache", s.Model.WeightsCache},
+	}
+	if s.Model.Weights != "imagenet" && s.Model.Weights != "none" {
+		fields = append(fields, struct{ path, v string }{"model.weights", s.Model.Weights})
+	}
+	for _, f := range fields {
+		if strings.ContainsAny(f.v, ",:") {
+			c.add(f.path, "%q holds ',' or ':', which runtime %s cannot mount; rename the directory or use runtime none", f.v, s.Container.Runtime)
+		}
 	}
 }
 

@@ -100,6 +100,8 @@ var malformed = []struct {
 		[]string{"2:10: workdir: \"/scratch/a\\\"b\" contains \", % or \\, which Slurm's #SBATCH --output cannot carry; choose another directory"}},
 	{"tilde user path", "name: x\ndata:\n  train: ~bob/data\nstages: [{name: a}]\n",
 		[]string{"3:10: data.train: \"~bob/data\": only ~/ (your own home) is expanded; write the full path"}},
+	{"data path a container runtime cannot mount", "name: x\ndata:\n  val: /d/a:b\nstages: [{name: a}]\n",
+		[]string{"3:8: data.val: \"/d/a:b\" holds ',' or ':', which runtime pyxis cannot mount; rename the directory or use runtime none"}},
 	{"invalid YAML", "name: x\nstages: [\n",
 		[]string{"2:1: invalid YAML: did not find expected node content"}},
 	{"empty file", "",
