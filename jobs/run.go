@@ -17,7 +17,8 @@ type Run struct {
 	Host     string `json:"host,omitempty"`
 	Executor string `json:"executor"`
 	// Status is the submission's outcome: "submitted", or "failed" with Error saying why
-	// (jobs already queued were cancelled). Job states come from the executor.
+	// (jobs already queued were cancelled); "submitting" while jobs are being queued (or
+	// when hpctl died doing so). Job states come from the executor.
 	Status       string     `json:"status"`
 	Error        string     `json:"error,omitempty"`
 	SubmittedAt  time.Time  `json:"submitted_at"`
@@ -36,8 +37,11 @@ type RunStage struct {
 
 // Run submission outcomes.
 const (
-	RunSubmitted = "submitted"
-	RunFailed    = "failed"
+	// RunSubmitting is recorded before the first job is queued and updated with each job
+	// id, so a crash mid-submission leaves a record that `hpctl cancel` can act on.
+	RunSubmitting = "submitting"
+	RunSubmitted  = "submitted"
+	RunFailed     = "failed"
 )
 
 // Registry indexes runs on the machine hpctl runs on. It must be safe for concurrent hpctl

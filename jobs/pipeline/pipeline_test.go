@@ -2,13 +2,18 @@ package pipeline_test
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +25,7 @@ import (
 	"github.com/hpctl/hpctl/jobs/registry"
 	"github.com/hpctl/hpctl/jobs/slurm"
 	"github.com/hpctl/hpctl/transport"
+	"github.com/hpctl/hpctl/weights"
 )
 
 // fixture is a spec with runtime none and two command stages, its data folders, and a
@@ -355,4 +361,127 @@ func (s *secondFails) Run(ctx context.Context, argv []string, stdin io.Reader) (
 		}
 	}
 	return s.Transport.Run(ctx, argv, stdin)
+}
+
+// TestQueuedJobsAreRecordedFirst looks at the registry at the moment the second sbatch
+// runs: were hpctl to die there, the first job must already be recorded, with the run
+// marked as still submitting, so that `hpctl cancel` can reach it.
+func TestQueuedJobsAreRecordedFirst(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, `sleep 30`, `true`)
+	var seen jobs.Run
+	var seenErr error
+	peek := &peekAtSecond{Transport: f.t, peek: func() {
+		runs, err := f.reg.List(context.Background())
+		if err != nil || len(runs) != 1 {
+			seenErr = fmt.Errorf("registry at the second sbatch: %d runs, %v", len(runs), err)
+			return
+		}
+		seen = runs[0]
+	}}
+	ex := slurm.New(peek, slurm.Options{})
+	sub, err := pipeline.Submit(context.Background(), peek, ex, f.reg, f.spec, pipeline.SubmitOptions{})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	t.Cleanup(func() { ex.Cancel(context.Background(), []string{sub.Run.Stages[0].JobID, sub.Run.Stages[1].JobID}) })
+	if seenErr != nil {
+		t.Fatal(seenErr)
+	}
+	if seen.Status != jobs.RunSubmitting || seen.Stages[0].JobID != sub.Run.Stages[0].JobID || seen.Stages[1].JobID != "" {
+		t.Fatalf("registry before the second sbatch: status %q, jobs %q %q; want submitting, %q, none",
+			seen.Status, seen.Stages[0].JobID, seen.Stages[1].JobID, sub.Run.Stages[0].JobID)
+	}
+	got, err := f.reg.Get(context.Background(), sub.Run.ID)
+	if err != nil || got.Status != jobs.RunSubmitted {
+		t.Fatalf("after submit: %+v %v", got, err)
+	}
+}
+
+type peekAtSecond struct {
+	transport.Transport
+	n    int
+	peek func()
+}
+
+func (p *peekAtSecond) Run(ctx context.Context, argv []string, stdin io.Reader) (transport.Result, error) {
+	if argv[0] == "sbatch" {
+		p.n++
+		if p.n == 2 {
+			p.peek()
+		}
+	}
+	return p.Transport.Run(ctx, argv, stdin)
+}
+
+// TestSubmitPutsWeightsInTheCache: a spec whose trainer stage needs ImageNet weights gets
+// them into the cluster's cache at submit, downloaded once from a (local) mirror and
+// verified; a second submit reuses the cached file. A corrupt mirror stops the
+// submission before anything is queued.
+func TestSubmitPutsWeightsInTheCache(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, `true`, `true`)
+	src := strings.Replace(string(f.spec.Source), "    command: [\"bash\", \"-c\", \"true\"]\n  - name: two", "  - name: two", 1)
+	cache := filepath.Join(f.dir, "weights cache")
+	src = strings.Replace(src, "container:\n", "model:\n  weights: imagenet\n  weights_cache: "+strconv.Quote(cache)+"\ncontainer:\n", 1)
+	l, err := jobs.Parse(f.spec.File, []byte(src))
+	if err == nil {
+		err = l.Validate()
+	}
+	if err != nil {
+		t.Fatalf("spec: %v\n%s", err, src)
+	}
+	content := []byte("not really weights, but checked like them\n")
+	sum := md5.Sum(content)
+	var requests atomic.Int32
+	var corrupt atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if corrupt.Load() {
+			w.Write([]byte("corrupted"))
+			return
+		}
+		w.Write(content)
+	}))
+	defer srv.Close()
+	opts := pipeline.SubmitOptions{Weights: weights.Options{
+		BaseURL:  srv.URL,
+		Manifest: weights.Manifest{"resnet50": {File: "w.h5", URL: "https://example.invalid/w.h5", MD5: hex.EncodeToString(sum[:])}},
+	}}
+	submit := func() (*pipeline.Submission, error) {
+		sub, err := pipeline.Submit(context.Background(), f.t, f.ex, f.reg, l, opts)
+		if sub != nil {
+			var ids []string
+			for _, s := range sub.Run.Stages {
+				if s.JobID != "" {
+					ids = append(ids, s.JobID)
+				}
+			}
+			f.ex.Cancel(context.Background(), ids)
+		}
+		return sub, err
+	}
+	if _, err := submit(); err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(cache, "w.h5"))
+	if err != nil || string(got) != string(content) || requests.Load() != 1 {
+		t.Fatalf("cache after the first submit: %q, %v; %d requests", got, err, requests.Load())
+	}
+	if _, err := submit(); err != nil || requests.Load() != 1 {
+		t.Fatalf("second submit: %v; %d requests, want the cached file reused", err, requests.Load())
+	}
+	os.Remove(filepath.Join(cache, "w.h5"))
+	corrupt.Store(true)
+	before, _ := f.reg.List(context.Background())
+	if _, err := submit(); err == nil || !strings.Contains(err.Error(), "weights") {
+		t.Fatalf("a corrupt download was accepted: %v", err)
+	}
+	after, _ := f.reg.List(context.Background())
+	if len(after) != len(before) {
+		t.Errorf("a submission stopped by bad weights left a run in the registry")
+	}
+	if entries, _ := os.ReadDir(cache); len(entries) != 0 {
+		t.Errorf("the corrupt download left files in the cache: %v", entries)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/render"
 	"github.com/hpctl/hpctl/transport"
+	"github.com/hpctl/hpctl/weights"
 )
 
 // SubmitOptions tune Submit.
@@ -30,6 +31,9 @@ type SubmitOptions struct {
 	Version string
 	// Now stamps the run id; time.Now when nil.
 	Now func() time.Time
+	// Weights tunes how the backbone's ImageNet weights are put into the cluster's cache
+	// (a mirror, an HTTP client); only used when the spec asks for imagenet weights.
+	Weights weights.Options
 }
 
 // Submission is the outcome of Submit.
@@ -101,6 +105,15 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 		return sub, nil
 	}
 
+	// Compute nodes usually have no internet: the weights must be in the shared cache
+	// before a job needs them, verified, or the submission stops here with nothing queued.
+	if weights.Needed(spec) && runsTrainer(plan) {
+		if _, err := weights.Ensure(ctx, t, spec.Model.WeightsCache, spec.Model.Backbone, opts.Weights); err != nil {
+			return nil, fmt.Errorf("submit: the %s ImageNet weights are not in the cache %s and could not be put there (hpctl weights fetch retries; model.weights: none trains from scratch): %w",
+				spec.Model.Backbone, spec.Model.WeightsCache, err)
+		}
+	}
+
 	tf := make([]transport.File, len(files))
 	for i, f := range files {
 		tf[i] = transport.File{Path: f.Path, Data: f.Data, Mode: f.Mode}
@@ -109,6 +122,12 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 		return nil, fmt.Errorf("submit: stage the run directory: %w", err)
 	}
 
+	// Recorded before anything is queued and after each job, so that even if hpctl dies
+	// mid-submission, every queued job is in the registry for `hpctl cancel`.
+	sub.Run.Status = jobs.RunSubmitting
+	if err := reg.Put(ctx, sub.Run); err != nil {
+		return sub, fmt.Errorf("submit: record the run before queueing it (nothing was queued): %w", err)
+	}
 	ids := map[string]string{}
 	var queued []string
 	for i, st := range plan.Stages {
@@ -128,7 +147,13 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 		ids[st.Name] = id
 		queued = append(queued, id)
 		sub.Run.Stages[i].JobID = id
+		if i < len(plan.Stages)-1 {
+			if err := reg.Put(ctx, sub.Run); err != nil {
+				return sub, abandon(ctx, ex, reg, &sub.Run, queued, fmt.Errorf("submit: record job %s: %w", id, err))
+			}
+		}
 	}
+	sub.Run.Status = jobs.RunSubmitted
 	if err := reg.Put(ctx, sub.Run); err != nil {
 		// An unrecorded run is one hpctl could never show or cancel again: take it back.
 		cctx := context.WithoutCancel(ctx)
@@ -164,6 +189,17 @@ func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs
 		return fmt.Errorf("%w; the jobs already queued (%s) were cancelled and run %s is recorded as failed", cause, strings.Join(queued, " "), run.ID)
 	}
 	return fmt.Errorf("%w; run %s is recorded as failed", cause, run.ID)
+}
+
+// runsTrainer reports whether any stage runs the trainer (stages with their own command
+// need no backbone weights).
+func runsTrainer(p *jobs.Plan) bool {
+	for _, st := range p.Stages {
+		if st.Trainer {
+			return true
+		}
+	}
+	return false
 }
 
 // withLogsDir adds logs/.keep: Slurm opens a job's --output before the script runs, so
