@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -92,7 +93,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 		sub.Order = append(sub.Order, st.Name)
 	}
 	run := jobs.Run{
-		ID: plan.RunID, SpecName: spec.Name, SpecFile: l.File, SpecHash: jobs.Hash(l.Source),
+		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(l.File), SpecHash: jobs.Hash(l.Source),
 		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: jobs.RunSubmitted,
 		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version,
 	}
@@ -189,6 +190,15 @@ func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs
 		return fmt.Errorf("%w; the jobs already queued (%s) were cancelled and run %s is recorded as failed", cause, strings.Join(queued, " "), run.ID)
 	}
 	return fmt.Errorf("%w; run %s is recorded as failed", cause, run.ID)
+}
+
+// absPath records where the spec was read from in a form that still means something from
+// another directory; it falls back to the path as given.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // runsTrainer reports whether any stage runs the trainer (stages with their own command
