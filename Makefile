@@ -1,6 +1,6 @@
 # hpctl developer tasks. Each target is a thin call into scripts/ or the Go tool.
 
-.PHONY: build test slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
+.PHONY: build test demo slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
 
 COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -10,6 +10,9 @@ build:             ## bin/hpctl, with version and commit stamped in
 
 test:              ## the whole suite as CI runs it: starts Slurm, sshd, TensorFlow venvs first
 	scripts/test.sh
+
+demo:              ## the quickstart: build, TensorFlow venv (or $$HPCTL_PYTHON), demo data, train locally, results
+	scripts/demo.sh
 
 ## Test infrastructure (root, Debian 12; see docs/test-cluster.md)
 

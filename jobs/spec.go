@@ -152,6 +152,10 @@ var Backbones = map[string]int{
 	"resnet50":       32,
 	"mobilenetv2":    32,
 	"efficientnetb0": 32,
+	// tinycnn is the trainer's three-block CNN (no ImageNet weights): the quickstart's
+	// backbone (configs/demo.yaml), because it trains on two CPU cores in seconds with
+	// no download, and the trainer's tests'. Not for real experiments.
+	"tinycnn": 8,
 }
 
 // Runtimes lists the container runtimes; containers.Lookup has one implementation each.

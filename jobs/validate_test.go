@@ -69,7 +69,7 @@ var malformed = []struct {
 	{"image size wrong length", "name: x\ndata:\n  image_size: [224]\nstages: [{name: a}]\n",
 		[]string{"3:15: data.image_size: expected [height, width], found 1 values"}},
 	{"unknown backbone with suggestion", "name: x\nmodel:\n  backbone: resnet5\nstages: [{name: a}]\n",
-		[]string{"3:13: model.backbone: \"resnet5\" is not one of efficientnetb0, mobilenetv2, resnet50; did you mean \"resnet50\"?"}},
+		[]string{"3:13: model.backbone: \"resnet5\" is not one of efficientnetb0, mobilenetv2, resnet50, tinycnn; did you mean \"resnet50\"?"}},
 	{"dropout out of range", "name: x\nmodel:\n  dropout: 1.5\nstages: [{name: a}]\n",
 		[]string{"3:12: model.dropout: 1.5 is outside [0, 1)"}},
 	{"unknown runtime with suggestion", "name: x\ncontainer:\n  runtime: apptainr\nstages: [{name: a}]\n",
