@@ -3,7 +3,7 @@
 # two-stage pipeline and its results, on this machine, with no scheduler:
 #   1. build bin/hpctl
 #   2. a Python with TensorFlow: $HPCTL_PYTHON when set (it must import tensorflow),
-#      else the venv .venv-demo with the CPU build (scripts/trainer-venv.sh; reused once made)
+#      else the venv .venv-tfcur with the CPU build (scripts/trainer-venv.sh; reused once made)
 #   3. the demo data set in demo-data/ (scripts/make-demo-data.py)
 #   4. hpctl submit configs/demo.yaml (executor: local), then hpctl status --watch until
 #      both stages ended (exit 5 if the run failed, after printing the failing job's log)
@@ -29,8 +29,8 @@ if [ -n "${HPCTL_PYTHON:-}" ]; then
     chmod +x "$shim/python3"
     pybin=$PWD/$shim
 else
-    scripts/trainer-venv.sh demo 'tensorflow-cpu'
-    pybin=$PWD/.venv-demo/bin
+    scripts/trainer-venv.sh tfcur 'tensorflow-cpu'   # the same venv as make test's Keras 3 suite
+    pybin=$PWD/.venv-tfcur/bin
 fi
 export PATH="$pybin:$PATH"
 if ! python3 -c 'import tensorflow, numpy, PIL' >/dev/null 2>&1; then
