@@ -251,6 +251,7 @@ def run(spec, stage_name, run_dir):
 
     state = read_state(sdir)
     init_ckpt = None
+    init_record = None
     if st_spec.get("init_from"):
         init_dir = stage_dir(run_dir, st_spec["init_from"])
         init_ckpt = checkpoint_path(init_dir, "best")
@@ -261,6 +262,12 @@ def run(spec, stage_name, run_dir):
         if prev and prev.get("class_names") != class_names:
             raise InputError("stage %r: classes %s differ from those of %s (%s)"
                              % (stage_name, class_names, init_ckpt, prev.get("class_names")))
+        # Recorded in metrics.json, so anyone can check which file this stage started from
+        # (its digest is that of the fetched stages/<init_from>/checkpoints/best.*).
+        init_record = {"path": os.path.relpath(init_ckpt, run_dir),
+                       "sha256": weights.file_digest(init_ckpt, "sha256")}
+        print("trainer: stage %s: starting from %s (sha256 %s)"
+              % (stage_name, init_record["path"], init_record["sha256"]), file=sys.stderr)
     weights_path = None
     if init_ckpt is None and state is None:
         weights_path = weights.resolve(spec["model"])
@@ -343,6 +350,7 @@ def run(spec, stage_name, run_dir):
         "seed": seed,
         "backbone": spec["model"]["backbone"],
         "init_from": st_spec.get("init_from") or "",
+        "init_checkpoint": init_record,
         "checkpoint_format": compat.MODEL_FORMAT,
         "checkpoints": {
             "best": os.path.relpath(best, run_dir),

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import make_images, make_spec, run, train_cmd, TRAIN_PY
+from hpctl_trainer.weights import file_digest
 
 METRIC_KEYS = {"best_val_accuracy", "best_val_loss", "final_val_accuracy", "final_val_loss", "epochs_run",
                "wall_time_s", "train_images_per_second", "tensorflow_version", "keras_version", "gpus",
@@ -55,6 +56,11 @@ def test_model_learns_and_metrics_complete(two_stage_run):
     assert m["train_images_per_second"] > 0
     assert m["wall_time_s"] > 0
     assert m["init_from"] == "frozen"
+    # The stage records which file it started from: the frozen stage's best checkpoint.
+    frozen = json.load(open(os.path.join(run_dir, "stages", "frozen", "metrics.json")))
+    assert frozen["init_checkpoint"] is None
+    assert m["init_checkpoint"]["path"] == frozen["checkpoints"]["best"]
+    assert m["init_checkpoint"]["sha256"] == file_digest(os.path.join(run_dir, frozen["checkpoints"]["best"]), "sha256")
     for which in ("best", "final"):
         assert os.path.isfile(os.path.join(run_dir, m["checkpoints"][which]))
     rows = read_history(os.path.join(run_dir, "stages", "finetune", "history.csv"))
