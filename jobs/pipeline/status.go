@@ -379,7 +379,8 @@ func keyValues(b []byte) map[string]string {
 }
 
 // StageLog picks a run's stage for logs: the named one, else the last stage (in
-// submission order) that has left the queue's pending state, else the first.
+// submission order) whose job has run (left the queue's pending state, and not merely
+// been cancelled while waiting, as a stage whose dependency failed is), else the first.
 func StageLog(run jobs.Run, stage string, states map[string]jobs.JobState) (jobs.RunStage, error) {
 	if stage != "" {
 		for _, s := range run.Stages {
@@ -399,7 +400,8 @@ func StageLog(run jobs.Run, stage string, states map[string]jobs.JobState) (jobs
 	pick := run.Stages[0]
 	for _, s := range run.Stages {
 		st, ok := states[s.JobID]
-		if ok && st.State != jobs.StatePending && st.State != jobs.StateUnknown {
+		neverRan := st.State == jobs.StateCancelled && st.Node == "" // cancelled while pending: no log
+		if ok && st.State != jobs.StatePending && st.State != jobs.StateUnknown && !neverRan {
 			pick = s
 		}
 	}
