@@ -41,7 +41,10 @@ KERAS3 = int(KERAS_VERSION.split(".")[0]) >= 3
 # .weights.h5; Keras 2.7 cannot write .keras, so Keras 2 uses HDF5 (.h5) for whole models.
 MODEL_EXT = ".keras" if KERAS3 else ".h5"
 MODEL_FORMAT = "keras" if KERAS3 else "h5"
-WEIGHTS_EXT = ".weights.h5"  # ends in .h5, so Keras 2 writes HDF5 too
+# Resume state weights: Keras 3 needs the .weights.h5 suffix; Keras 2.13+ would read that suffix
+# as its new weights format (which also stores the optimizer and breaks with mixed precision's
+# LossScaleOptimizer), so Keras 2 uses a plain .h5 name: legacy HDF5 weights on 2.7 to 2.15.
+STATE_WEIGHTS = "model.weights.h5" if KERAS3 else "model_weights.h5"
 
 
 def layer(name):
@@ -56,7 +59,11 @@ def save_model(model, path):
     if KERAS3:
         model.save(path)
     else:
-        model.save(path, include_optimizer=False, save_format="h5")
+        import warnings
+
+        with warnings.catch_warnings():  # "HDF5 is legacy": deliberate, Keras 2.7 has no .keras
+            warnings.simplefilter("ignore", UserWarning)
+            model.save(path, include_optimizer=False, save_format="h5")
 
 
 def load_model(path):

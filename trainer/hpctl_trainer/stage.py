@@ -4,7 +4,6 @@ import glob
 import json
 import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -73,14 +72,14 @@ def read_state(sdir):
         return None
     with open(p) as f:
         st = json.load(f)
-    if not os.path.exists(os.path.join(sdir, "state", st["dir"], "model" + compat.WEIGHTS_EXT)):
+    if not os.path.exists(os.path.join(sdir, "state", st["dir"], compat.STATE_WEIGHTS)):
         print("trainer: state %s is incomplete; starting the stage afresh" % p, file=sys.stderr)
         return None
     return st
 
 
 def save_state(sdir, model, st):
-    """state/epoch-NNNN/{model.weights.h5, optimizer.npz}, then state/latest.json (atomic),
+    """state/epoch-NNNN/{model[._]weights.h5, optimizer.npz}, then state/latest.json (atomic),
     then older epoch folders are removed: the state of the last completed epoch is kept."""
     root = os.path.join(sdir, "state")
     name = "epoch-%04d" % st["epoch"]
@@ -88,7 +87,7 @@ def save_state(sdir, model, st):
     tmp = d + ".tmp"
     fsutil.remove(tmp)
     os.makedirs(tmp)
-    model.save_weights(os.path.join(tmp, "model" + compat.WEIGHTS_EXT))
+    model.save_weights(os.path.join(tmp, compat.STATE_WEIGHTS))
     try:
         values = [compat.get_value(v) for v in compat.optimizer_variables(model.optimizer)]
         np.savez(os.path.join(tmp, "optimizer.npz"), *values)
@@ -105,7 +104,7 @@ def save_state(sdir, model, st):
 
 def restore_state(sdir, model, st):
     d = os.path.join(sdir, "state", st["dir"])
-    model.load_weights(os.path.join(d, "model" + compat.WEIGHTS_EXT))
+    model.load_weights(os.path.join(d, compat.STATE_WEIGHTS))
     p = os.path.join(d, "optimizer.npz")
     if not os.path.exists(p):
         return
@@ -437,8 +436,3 @@ def predict(model_path, image_paths, spec=None):
         out.append((p, info["class_names"][i], float(row[i])))
     return out
 
-
-def remove_stage_outputs(sdir):
-    for name in ("history.csv", "metrics.json", "evaluation.json"):
-        fsutil.remove(os.path.join(sdir, name))
-    shutil.rmtree(os.path.join(sdir, "state"), ignore_errors=True)

@@ -75,3 +75,20 @@ def test_sigkill_resumes_without_duplicates(dataset, tmp_path):
     done = state_epoch(run_dir)
     assert done < EPOCHS, "finished before the kill; make epochs slower"
     finish_and_check(spec_path, run_dir, done)
+
+
+def test_mixed_precision_resume_restores_optimizer(dataset, tmp_path):
+    """Resume state with mixed_float16 (LossScaleOptimizer) restores weights and optimizer."""
+    run_dir = str(tmp_path)
+    spec_path, spec = make_spec(run_dir, dataset, frozen_epochs=1)
+    spec["training"]["mixed_precision"] = True
+    json.dump(spec, open(spec_path, "w"))
+    r = run(train_cmd(spec_path, "frozen", run_dir), cwd=run_dir)
+    assert r.returncode == 0, r.stderr
+    spec["stages"][0]["epochs"] = 2  # as if the first attempt had stopped after epoch 1
+    json.dump(spec, open(spec_path, "w"))
+    r = run(train_cmd(spec_path, "frozen", run_dir), cwd=run_dir)
+    assert r.returncode == 0, r.stderr
+    assert "resuming after epoch 1" in r.stderr
+    assert "not restored" not in r.stderr
+    assert epochs_in(os.path.join(run_dir, "stages", "frozen", "history.csv")) == [1, 2]

@@ -73,7 +73,7 @@ def test_formats_per_keras_version():
         assert compat.MODEL_EXT == ".keras"
     else:
         assert compat.MODEL_EXT == ".h5"
-    assert compat.WEIGHTS_EXT == ".weights.h5"
+    assert compat.STATE_WEIGHTS.endswith(".weights.h5" if compat.KERAS3 else "_weights.h5")
     assert compat.TF_VERSION and compat.KERAS_VERSION
 
 
