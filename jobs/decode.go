@@ -76,6 +76,13 @@ func (l *Loaded) PosOf(path string) Pos {
 	}
 }
 
+// Has reports whether the user wrote path (for example "stages[0].epochs") rather than
+// leaving it to its default.
+func (l *Loaded) Has(path string) bool {
+	_, ok := l.pos[path]
+	return ok
+}
+
 type decoder struct {
 	file     string
 	pos      map[string]Pos

@@ -247,3 +247,13 @@ func TestResolveExpandsOnlyHome(t *testing.T) {
 		}
 	}
 }
+
+func TestHasTellsWrittenFromDefault(t *testing.T) {
+	l, err := Parse("s.yaml", []byte("name: x\nstages:\n  - name: a\n    epochs: 3\n  - name: b\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Has("stages[0].epochs") || l.Has("stages[1].epochs") || l.Spec.Stages[1].Epochs != 10 {
+		t.Errorf("Has: %v %v, default epochs %d", l.Has("stages[0].epochs"), l.Has("stages[1].epochs"), l.Spec.Stages[1].Epochs)
+	}
+}

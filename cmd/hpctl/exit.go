@@ -90,7 +90,7 @@ func hintFor(code int) string {
 	case exitUnreachable:
 		return "the scheduler or the cluster did not answer; check `sinfo` (or your ssh login) and try again: nothing half-done was left behind"
 	case exitNotFound:
-		return "`hpctl runs` lists the runs this machine knows"
+		return "`hpctl runs` lists the runs this machine knows; `hpctl status RUN` shows their stages"
 	}
 	return ""
 }

@@ -108,6 +108,9 @@ func runLogs(ctx context.Context, e *env, o logsOptions) error {
 					fmt.Fprintf(e.stderr, "hpctl: %s has not started yet (%s %s); no log yet\n", stage.Name, st.State, st.Reason)
 					return nil
 				}
+			} else if st.State == jobs.StateCancelled && st.Node == "" {
+				return fmt.Errorf("stage %s of run %s never ran (CANCELLED %s), so it has no log; `hpctl status %s` shows which stage failed: %w",
+					stage.Name, run.ID, st.Reason, run.ID, errkind.ErrNotFound)
 			} else {
 				return fmt.Errorf("log %s of stage %s: %w", path, stage.Name, errkind.ErrNotFound)
 			}

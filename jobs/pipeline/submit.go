@@ -99,7 +99,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 	}
 	for _, st := range plan.Stages {
 		run.Stages = append(run.Stages, jobs.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,
-			Epochs: spec.StageByName(st.Name).Epochs})
+			Epochs: epochsOf(l, st)})
 	}
 	sub.Run = run
 	if opts.DryRun {
@@ -190,6 +190,22 @@ func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs
 		return fmt.Errorf("%w; the jobs already queued (%s) were cancelled and run %s is recorded as failed", cause, strings.Join(queued, " "), run.ID)
 	}
 	return fmt.Errorf("%w; run %s is recorded as failed", cause, run.ID)
+}
+
+// epochsOf is how many epochs status counts for a stage: the trainer's, or for a stage
+// that runs its own command, only what the user wrote (the default of 10 would show a
+// command as "0/10" forever).
+func epochsOf(l *jobs.Loaded, st jobs.PlannedStage) int {
+	for i, s := range l.Spec.Stages {
+		if s.Name != st.Name {
+			continue
+		}
+		if !st.Trainer && !l.Has(fmt.Sprintf("stages[%d].epochs", i)) {
+			return 0
+		}
+		return s.Epochs
+	}
+	return 0
 }
 
 // absPath records where the spec was read from in a form that still means something from
