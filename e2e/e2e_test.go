@@ -38,7 +38,7 @@ import (
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/pipeline"
-	"github.com/hpctl/hpctl/results"
+	"github.com/hpctl/hpctl/jobs/results"
 )
 
 const (

@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/results"
+	"github.com/hpctl/hpctl/jobs/results"
 	"github.com/hpctl/hpctl/transport"
 )
 

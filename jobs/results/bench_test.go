@@ -8,7 +8,7 @@ import (
 
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/results"
+	"github.com/hpctl/hpctl/jobs/results"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -17,7 +17,7 @@ import (
 // second fetch of the unchanged run, which must move nothing. ns/op is the second
 // fetch only (listing, checksum verification, summary, plot and report included).
 //
-//	go test ./results -run '^$' -bench Refetch -benchtime 5x
+//	go test ./jobs/results -run '^$' -bench Refetch -benchtime 5x
 func BenchmarkRefetch(b *testing.B) {
 	remote := filepath.Join(b.TempDir(), "urban-rural-20261129-054012-a3f9")
 	run := fixture{frozenEpochs: 20, finetuneEpochs: 10, finetuneStarted: true, finetuneDone: true, checkpointBytes: 16 << 20}.write(b, remote)
