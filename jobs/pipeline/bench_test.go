@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,40 @@ echo $a $b`
 			}
 			b.StopTimer()
 			if err := ex.Cancel(ctx, []string{sub.Run.Stages[0].JobID, sub.Run.Stages[1].JobID}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+
+	// The binary as a user runs it: process start, settings, spec parsing, registry open,
+	// everything. Built once, outside the timing.
+	b.Run("hpctl-binary", func(b *testing.B) {
+		f := newFixture(b, "true", "true")
+		bin := filepath.Join(b.TempDir(), "hpctl")
+		build := exec.Command("go", "build", "-o", bin, "github.com/hpctl/hpctl/cmd/hpctl")
+		if out, err := build.CombinedOutput(); err != nil {
+			b.Fatalf("build hpctl: %v\n%s", err, out)
+		}
+		env := append(os.Environ(), "XDG_STATE_HOME="+filepath.Join(f.dir, "state-bin"), "XDG_CONFIG_HOME="+filepath.Join(f.dir, "config"))
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			cmd := exec.Command(bin, "submit", "--executor", "slurm", "-o", "json", f.spec.File)
+			cmd.Env = env
+			out, err := cmd.Output()
+			if err != nil {
+				b.Fatalf("hpctl submit: %v\n%s", err, out)
+			}
+			b.StopTimer()
+			var res struct {
+				Jobs []struct {
+					JobID string `json:"job_id"`
+				} `json:"jobs"`
+			}
+			if err := json.Unmarshal(out, &res); err != nil || len(res.Jobs) != 2 {
+				b.Fatalf("submit output %q: %v", out, err)
+			}
+			if err := ex.Cancel(ctx, []string{res.Jobs[0].JobID, res.Jobs[1].JobID}); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
