@@ -4,10 +4,16 @@ this trainer's tf.data pipeline vs ImageDataGenerator.flow_from_directory, same 
 same run. Needs Keras 2 (ImageDataGenerator is gone from Keras 3) and scipy.
 
     scripts/trainer-venv.sh tf215 'tensorflow-cpu==2.15.*'
-    .venv-tf215/bin/python trainer/bench/bench_input.py [--images 256] [--size 224] [--batch 8]
+    .venv-tf215/bin/python trainer/bench/bench_input.py [--rounds 5] [--per-run 768] [--images 256]
+
+Every pipeline is timed --rounds times, interleaved (A B C A B C ...), each time over --per-run
+images after 10 warm-up batches; the table gives the median, the spread (min-max) and the
+ratio of medians. The data.cache row caches the decoded, resized images in memory (filled
+before timing): say so when quoting it, the ImageDataGenerator baseline has no cache.
 """
 
 import argparse
+import gc
 import os
 import shutil
 import sys
@@ -47,57 +53,123 @@ def make_images(root, n, size):
         Image.fromarray(img).save(os.path.join(d, "%04d.jpg" % i), quality=90)
 
 
-def bench_idg(root, size, batch, n):
-    from keras.preprocessing.image import ImageDataGenerator  # Keras 2
-
-    gen = ImageDataGenerator(rotation_range=10, zoom_range=0.1, width_shift_range=0.1,
-                             height_shift_range=0.1, horizontal_flip=True, vertical_flip=False,
-                             preprocessing_function=keras.applications.resnet50.preprocess_input)
-    flow = gen.flow_from_directory(root, target_size=(size, size), batch_size=batch,
-                                   class_mode="binary", seed=1)
-    next(flow)  # warm up
-    seen, t0 = 0, time.time()
-    while seen < n:
-        x, _ = next(flow)
-        seen += len(x)
-    return seen / (time.time() - t0)
+def load_line():
+    try:
+        return "load average %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "load average unknown"
 
 
-def bench_tfdata(root, size, batch, n, impl):
-    paths, labels, names = data.list_images(root)
-    ds = data.make_dataset(paths, labels, len(names), (size, size), batch, "resnet50", training=True,
-                           seed=1, aug=PUBLISHED, repeat=True, augment_impl=impl)
-    it = iter(ds)
-    for _ in range(3):  # warm up: tracing, autotune
-        next(it)
-    seen, t0 = 0, time.time()
+class IDG:
+    """ImageDataGenerator.flow_from_directory with the published settings. Single-threaded
+    (no workers), so nothing runs in the background between timings."""
+
+    def __init__(self, root, size, batch):
+        from keras.preprocessing.image import ImageDataGenerator  # Keras 2
+
+        gen = ImageDataGenerator(rotation_range=10, zoom_range=0.1, width_shift_range=0.1,
+                                 height_shift_range=0.1, horizontal_flip=True, vertical_flip=False,
+                                 preprocessing_function=keras.applications.resnet50.preprocess_input)
+        self.flow = gen.flow_from_directory(root, target_size=(size, size), batch_size=batch,
+                                            class_mode="binary", seed=1)
+
+    def start(self, warmup):
+        for _ in range(warmup):
+            next(self.flow)
+        return self.flow
+
+    def stop(self):
+        pass
+
+
+class TFData:
+    """This trainer's training pipeline (data.make_dataset, training=True). A fresh iterator per
+    timing, dropped afterwards, so its prefetch threads never run during another timing."""
+
+    def __init__(self, root, size, batch, impl="fused", cache=False):
+        self.paths, self.labels, self.names = data.list_images(root)
+        self.size, self.batch, self.impl, self.cache = size, batch, impl, cache
+        self.it = None
+        if cache:  # fill the in-memory cache once; it persists across iterators of the dataset
+            self.ds = self._make()
+            for _ in self.ds.take(data.steps(len(self.paths), batch)):
+                pass
+
+    def _make(self):
+        return data.make_dataset(self.paths, self.labels, len(self.names), (self.size, self.size), self.batch,
+                                 "resnet50", training=True, seed=1, aug=PUBLISHED, repeat=True,
+                                 augment_impl=self.impl, cache=self.cache)
+
+    def start(self, warmup):
+        ds = self.ds if self.cache else self._make()
+        self.it = iter(ds)
+        for _ in range(warmup):  # tracing, autotune, thread start
+            next(self.it)
+        return self.it
+
+    def stop(self):
+        self.it = None
+        gc.collect()
+
+
+def timed(pipe, n, warmup):
+    """Images per second over n images, timed right after warmup batches (so the prefetch
+    buffers are in their steady state, not filled while idle). Output checked: float32,
+    (batch, size, size, 3)."""
+    it = pipe.start(warmup)
+    seen, t0 = 0, time.perf_counter()
     while seen < n:
         x, _ = next(it)
         seen += int(x.shape[0])
-    return seen / (time.time() - t0)
+    dt = time.perf_counter() - t0
+    x = np.asarray(x)
+    assert x.dtype == np.float32 and x.ndim == 4 and x.shape[3] == 3, (x.dtype, x.shape)
+    pipe.stop()
+    return seen / dt, x.shape[1:3]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=256, help="images generated, and timed per pipeline")
+    p.add_argument("--images", type=int, default=256, help="images generated")
+    p.add_argument("--per-run", type=int, default=768, help="images timed per pipeline per round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds, each timing every pipeline once (interleaved)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--no-layers", action="store_true", help="skip the chain-of-Keras-layers row (slow)")
     a = p.parse_args()
     if compat.KERAS3:
         sys.exit("bench_input.py needs Keras 2 (TF <= 2.15) for ImageDataGenerator")
+    print("TensorFlow %s, Keras %s, %d CPU cores, %d images %dx%d -> %dx%d, batch %d, %d rounds x %d images"
+          % (compat.TF_VERSION, compat.KERAS_VERSION, os.cpu_count() or 0, a.images, a.size + 32, a.size + 48,
+             a.size, a.size, a.batch, a.rounds, a.per_run))
+    print("before: " + load_line(), flush=True)
     tmp = tempfile.mkdtemp(prefix="hpctl-bench-")
     try:
         make_images(tmp, a.images, a.size)
-        idg = bench_idg(tmp, a.size, a.batch, a.images)
-        fused = bench_tfdata(tmp, a.size, a.batch, a.images * 2, "fused")
-        layers = bench_tfdata(tmp, a.size, a.batch, a.images * 2, "layers")
+        pipes = [("ImageDataGenerator.flow_from_directory", IDG(tmp, a.size, a.batch)),
+                 ("hpctl tf.data, fused warp (default)", TFData(tmp, a.size, a.batch)),
+                 ("hpctl tf.data, fused warp, data.cache", TFData(tmp, a.size, a.batch, cache=True))]
+        if not a.no_layers:
+            pipes.append(("hpctl tf.data, chain of Keras layers", TFData(tmp, a.size, a.batch, impl="layers")))
+        rates = dict((name, []) for name, _ in pipes)
+        for r in range(a.rounds):
+            for name, pipe in pipes:  # A B C A B C ...: load changes hit every pipeline alike
+                ips, shape = timed(pipe, a.per_run, warmup=10)
+                assert tuple(shape) == (a.size, a.size), shape
+                rates[name].append(ips)
+            print("round %d: %s; %s" % (r + 1, ", ".join("%.0f" % rates[n][-1] for n, _ in pipes), load_line()),
+                  flush=True)
     finally:
         shutil.rmtree(tmp)
-    print("TensorFlow %s, Keras %s, %d CPU cores, %d images %dx%d, batch %d"
-          % (compat.TF_VERSION, compat.KERAS_VERSION, os.cpu_count() or 0, a.images, a.size, a.size, a.batch))
-    print("ImageDataGenerator.flow_from_directory: %8.1f images/s" % idg)
-    print("hpctl tf.data, fused warp (default):    %8.1f images/s  ratio %.1fx" % (fused, fused / idg))
-    print("hpctl tf.data, chain of Keras layers:   %8.1f images/s  ratio %.1fx" % (layers, layers / idg))
+    print("after: " + load_line())
+    base = float(np.median(rates[pipes[0][0]]))
+    print("%-40s %9s %15s %7s" % ("pipeline (images/s)", "median", "min-max", "ratio"))
+    for name, _ in pipes:
+        v = rates[name]
+        med = float(np.median(v))
+        print("%-40s %9.1f %7.1f-%-7.1f %6.2fx" % (name, med, min(v), max(v), med / base))
+    print("ratio = median / median of ImageDataGenerator; per-round ratios, fused: %s"
+          % ", ".join("%.2f" % (f / i) for f, i in zip(rates[pipes[1][0]], rates[pipes[0][0]])))
 
 
 if __name__ == "__main__":

@@ -35,12 +35,33 @@ def list_images(directory, what="data"):
     return paths, labels, class_names
 
 
+# ResNet50's preprocess_input ("caffe" mode): RGB -> BGR, minus the ImageNet BGR mean.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _caffe_preprocess(x):
+    """keras.applications.resnet50.preprocess_input for float tensors, as two TensorFlow ops.
+    Keras 2 implements it as a strided slice x[..., ::-1] plus bias_add, about 2.5x slower on
+    CPU; the result is identical (x + (-m) == x - m in IEEE arithmetic), which
+    tests/test_units.py checks against Keras's own function."""
+    x = tf.convert_to_tensor(x)
+    return tf.reverse(x, [-1]) - tf.constant(_CAFFE_MEAN_BGR, dtype=x.dtype)
+
+
+def _tf_preprocess(x):
+    """keras.applications.mobilenet_v2.preprocess_input ("tf" mode): [0, 255] -> [-1, 1]."""
+    x = tf.convert_to_tensor(x)
+    return x / 127.5 - 1.0
+
+
 def preprocess_fn(backbone):
-    """The backbone's own preprocess_input, used at training, evaluation and prediction."""
+    """The backbone's own preprocess_input, used at training, evaluation and prediction.
+    ResNet50 and MobileNetV2 use tensor versions of the same formula as Keras's functions
+    (tested equal); EfficientNetB0's is the identity (it rescales inside the model)."""
     if backbone == "resnet50":
-        return keras.applications.resnet50.preprocess_input
+        return _caffe_preprocess
     if backbone == "mobilenetv2":
-        return keras.applications.mobilenet_v2.preprocess_input
+        return _tf_preprocess
     if backbone == "efficientnetb0":
         return keras.applications.efficientnet.preprocess_input  # identity: rescales inside
     if backbone == "tinycnn":
@@ -77,12 +98,17 @@ def augmenter(aug, seed):
     return keras.Sequential(layers, name="augment")
 
 
-def fused_augmenter(aug, seed):
+def fused_augmenter(aug, seed, output_size=None):
     """The same random transform as augmenter(), drawn per image from the same ranges, but
     applied as ONE projective warp (flip, rotation, zoom and shift composed into a single
-    matrix, bilinear, fill 'nearest'), as ImageDataGenerator itself does. About 3x cheaper than
-    the chain of Keras layers, which resamples the image once per layer.
-    Returns None when every augmentation is off."""
+    matrix, bilinear, fill 'nearest'), as ImageDataGenerator itself does.
+
+    Returns apply(x) for a batch x of shape [n, h, w, c], or None when every augmentation is
+    off. With output_size (H, W), the resize from the source size (h, w) to (H, W) is composed
+    into the same matrix (tf.image.resize's half-pixel mapping), so a decoded image of any size
+    is resampled once, straight to the target size; the augmentation's geometry (shift as a
+    fraction of the output, rotation and zoom about the centre) is defined on the (H, W) image
+    exactly as when resizing first. Without it the output has the input's size."""
     rot = float(aug.get("rotation") or 0) * math.pi / 180.0
     z = float(aug.get("zoom") or 0)
     hs, ws = float(aug.get("height_shift") or 0), float(aug.get("width_shift") or 0)
@@ -101,7 +127,11 @@ def fused_augmenter(aug, seed):
     def apply(x):
         shape = tf.shape(x)
         n, h, w = shape[0], shape[1], shape[2]
-        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        if output_size is None:
+            oh, ow = h, w
+        else:
+            oh, ow = tf.constant(int(output_size[0])), tf.constant(int(output_size[1]))
+        hf, wf = tf.cast(oh, tf.float32), tf.cast(ow, tf.float32)
         theta = uniform(n, -rot, rot, 1) if rot else tf.zeros([n])
         zx = uniform(n, 1 - z, 1 + z, 2) if z else tf.ones([n])
         zy = uniform(n, 1 - z, 1 + z, 3) if z else tf.ones([n])
@@ -109,31 +139,64 @@ def fused_augmenter(aug, seed):
         dy = uniform(n, -hs, hs, 5) * hf if hs else tf.zeros([n])
         sx, sy = flip_sign(n, hflip, 6), flip_sign(n, vflip, 7)
         c, s_ = tf.cos(theta), tf.sin(theta)
-        # output pixel p -> input pixel C + R(theta) Z F (p - C) + (dx, dy); x = column, y = row
+        # output pixel p -> (H, W)-image pixel C + R(theta) Z F (p - C) + (dx, dy); x = column, y = row
         a0, a1 = c * zx * sx, -s_ * zy * sy
         b0, b1 = s_ * zx * sx, c * zy * sy
         cx, cy = (wf - 1) / 2, (hf - 1) / 2
         a2 = cx - a0 * cx - a1 * cy + dx
         b2 = cy - b0 * cx - b1 * cy + dy
+        if output_size is not None:
+            # (H, W)-image pixel q -> source pixel k (q + 0.5) - 0.5, k = source / target size
+            kx = tf.cast(w, tf.float32) / wf
+            ky = tf.cast(h, tf.float32) / hf
+            a0, a1, a2 = kx * a0, kx * a1, kx * (a2 + 0.5) - 0.5
+            b0, b1, b2 = ky * b0, ky * b1, ky * (b2 + 0.5) - 0.5
         zeros = tf.zeros([n])
         m = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
         return tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=m, output_shape=tf.stack([h, w]), fill_value=0.0,
-            interpolation="BILINEAR", fill_mode="NEAREST")
+            images=tf.cast(x, tf.float32), transforms=m, output_shape=tf.stack([oh, ow]),
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
 
     return apply
 
 
+def _decode(path):
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
 def _decoder(image_size):
+    """Evaluation, prediction and cached training: decode, plain bilinear resize."""
     h, w = int(image_size[0]), int(image_size[1])
 
     def load(path, label):
-        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        img = tf.image.resize(img, [h, w])  # float32 in [0, 255]
+        img = tf.image.resize(_decode(path), [h, w])  # float32 in [0, 255]
         img.set_shape([h, w, 3])
         return img, label
 
     return load
+
+
+def _train_decode(path, image_size):
+    """Decode for the fused training warp: a JPEG at least 2x (4x, 8x) the target size in both
+    directions is decoded at 1/2 (1/4, 1/8) scale by libjpeg (DCT scaling, which averages, so
+    the warp's bilinear sampling then skips no source pixels), still at least the target
+    size; anything else is decoded at full size, as by decode_image."""
+    raw = tf.io.read_file(path)
+    th, tw = int(image_size[0]), int(image_size[1])
+
+    def jpeg():
+        shp = tf.image.extract_jpeg_shape(raw)
+        k = tf.minimum(shp[0] // th, shp[1] // tw)
+
+        def at(r):
+            return lambda: tf.io.decode_jpeg(raw, channels=3, ratio=r)
+
+        return tf.case([(k >= 8, at(8)), (k >= 4, at(4)), (k >= 2, at(2))], default=at(1))
+
+    def other():
+        return tf.io.decode_image(raw, channels=3, expand_animations=False)
+
+    return tf.cond(tf.io.is_jpeg(raw), jpeg, other)
 
 
 def label_tensor(labels, num_classes):
@@ -145,37 +208,56 @@ def label_tensor(labels, num_classes):
 def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
                  training=False, seed=42, shuffle_buffer=1000, cache=False, aug=None,
                  repeat=False, take_batches=0, augment_impl="fused"):
+    """Training with the fused warp (the default): each image is decoded and then resampled
+    once, by one projective warp that does resize and augmentation together, and
+    preprocessed, per image in a parallel map, then batched. With cache, the decoded and
+    resized images are cached (bounded memory: target size) and the warp then runs on them.
+    Evaluation (and augment_impl="layers") decodes and resizes per image, batches, then
+    augments per batch (layers) and preprocesses."""
+    h, w = int(image_size[0]), int(image_size[1])
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), label_tensor(labels, num_classes)))
+    nshuf = max(1, min(int(shuffle_buffer) or len(paths), len(paths)))
     if training:
         # Shuffle file names (cheap) with a fixed seed, reshuffled each epoch.
-        ds = ds.shuffle(max(1, min(int(shuffle_buffer) or len(paths), len(paths))), seed=seed,
-                        reshuffle_each_iteration=True)
-    ds = ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE)
+        ds = ds.shuffle(nshuf, seed=seed, reshuffle_each_iteration=True)
+    pre = preprocess_fn(backbone)
+    warp = None
+    if training and aug and augment_impl != "layers":
+        warp = fused_augmenter(aug, seed, output_size=(h, w))
+    if warp is not None and not cache:
+        def load_warp(path, y):
+            img = warp(_train_decode(path, image_size)[tf.newaxis])[0]
+            img.set_shape([h, w, 3])
+            return pre(img), y
+
+        ds = ds.map(load_warp, num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(_decoder(image_size), num_parallel_calls=AUTOTUNE)
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
         if training:
-            ds = ds.shuffle(max(1, min(int(shuffle_buffer) or len(paths), len(paths))), seed=seed + 7,
-                            reshuffle_each_iteration=True)
+            ds = ds.shuffle(nshuf, seed=seed + 7, reshuffle_each_iteration=True)
+        if warp is not None:
+            def warp_cached(img, y):
+                out = warp(img[tf.newaxis])[0]
+                out.set_shape([h, w, 3])
+                return pre(out), y
+
+            ds = ds.map(warp_cached, num_parallel_calls=AUTOTUNE)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size)
     if take_batches:
         ds = ds.take(take_batches)
-    aug_model = None
-    if training and aug:
-        aug_model = augmenter(aug, seed) if augment_impl == "layers" else fused_augmenter(aug, seed)
-    pre = preprocess_fn(backbone)
-    if aug_model is not None:
-        if augment_impl == "layers":
+    if warp is None:
+        layers_model = augmenter(aug, seed) if training and aug and augment_impl == "layers" else None
+        if layers_model is not None:
             def f(x, y):
-                return pre(aug_model(x, training=True)), y
+                return pre(layers_model(x, training=True)), y
         else:
             def f(x, y):
-                return pre(aug_model(x)), y
-    else:
-        def f(x, y):
-            return pre(x), y
-    ds = ds.map(f, num_parallel_calls=AUTOTUNE)
+                return pre(x), y
+        ds = ds.map(f, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -184,7 +266,7 @@ def steps(n_images, batch_size):
 
 
 def load_image_batch(paths, image_size, backbone):
-    dec = _decoder(image_size)
+    dec = _decoder(image_size)  # the same decode and resize as evaluation
     imgs = []
     for p in paths:
         if not os.path.isfile(p):

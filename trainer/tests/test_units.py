@@ -101,3 +101,69 @@ def test_fused_augmenter_geometry():
     pub = dict(off, rotation=10.0, zoom=0.1, width_shift=0.1, height_shift=0.1, horizontal_flip=True)
     y = np.asarray(data.fused_augmenter(pub, 3)(tf.constant(x)))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255
+
+
+def test_fused_resize_matches_resize_then_warp():
+    """Training resamples once: the resize to the target size is composed into the
+    augmentation warp. On a smooth synthetic image it matches the two-step reference
+    (tf.image.resize, then the same random warp at the target size) within interpolation error,
+    and with only a flip drawn it is exactly the plain resize (or its mirror)."""
+    from hpctl_trainer.compat import tf
+
+    yy, xx = np.mgrid[0:48, 0:60].astype("float32")
+    img = np.stack([xx * 4, yy * 5, 128 + 100 * np.sin(xx / 6) * np.cos(yy / 5)], -1)[None]
+    pub = {"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
+           "horizontal_flip": True, "vertical_flip": False}
+    for s in range(4):
+        tf.random.set_seed(s)
+        ref = np.asarray(data.fused_augmenter(pub, 1)(tf.image.resize(img, [32, 40])))
+        tf.random.set_seed(s)
+        out = np.asarray(data.fused_augmenter(pub, 1, output_size=(32, 40))(tf.constant(img)))
+        assert out.shape == ref.shape == (1, 32, 40, 3) and out.dtype == np.float32
+        d = np.abs(out - ref)
+        assert d.mean() < 1.0 and d.max() < 12.0, (s, d.mean(), d.max())
+    flip = dict(pub, rotation=0, zoom=0, width_shift=0, height_shift=0)
+    plain = np.asarray(tf.image.resize(img, [24, 30]))[0]
+    for s in range(4):
+        out = np.asarray(data.fused_augmenter(flip, s, output_size=(24, 30))(tf.constant(img)))[0]
+        assert np.allclose(out, plain, atol=1e-3) or np.allclose(out, plain[:, ::-1], atol=1e-3)
+
+
+def test_preprocess_equals_keras_preprocess_input():
+    """The tensor preprocess functions are Keras's preprocess_input, value for value."""
+    x = np.random.uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    for backbone, ref in (("resnet50", compat.keras.applications.resnet50.preprocess_input),
+                          ("mobilenetv2", compat.keras.applications.mobilenet_v2.preprocess_input)):
+        got = np.asarray(data.preprocess_fn(backbone)(x))
+        assert got.dtype == np.float32
+        assert np.allclose(got, np.asarray(ref(x.copy())), atol=1e-5, rtol=0), backbone
+
+
+def test_training_pipeline_shapes_and_eval_unchanged(dataset, tmp_path):
+    """Training (fused warp from the decoded image, with and without cache; JPEG decoded at a
+    reduced scale when large) gives float32 batches of the target size in the preprocessed
+    range; evaluation and predict keep the plain decode and resize."""
+    from PIL import Image
+
+    paths, labels, names = data.list_images(dataset["train"])
+    pub = {"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
+           "horizontal_flip": True, "vertical_flip": False}
+    big = tmp_path / "big.jpg"  # 4x the target: decoded at 1/4 scale for training
+    Image.fromarray(np.full((128, 140, 3), 200, np.uint8)).save(str(big))
+    for cache in (False, True):
+        ds = data.make_dataset(paths[:6] + [str(big)], labels[:6] + [1], 2, (32, 32), 4, "mobilenetv2",
+                               training=True, seed=3, aug=pub, cache=cache)
+        xs = [np.asarray(x) for x, _ in ds]
+        assert [x.shape for x in xs] == [(4, 32, 32, 3), (3, 32, 32, 3)]
+        allx = np.concatenate(xs)
+        assert allx.dtype == np.float32 and allx.min() >= -1.0 and allx.max() <= 1.0
+    from hpctl_trainer.compat import tf
+
+    ev = np.concatenate([np.asarray(x) for x, _ in data.make_dataset(paths[:3], labels[:3], 2, (32, 32), 8,
+                                                                       "resnet50")])
+    ref = np.stack([np.asarray(tf.image.resize(tf.io.decode_image(tf.io.read_file(p), channels=3,
+                                                                    expand_animations=False), [32, 32]))
+                    for p in paths[:3]])
+    ref = ref[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
+    assert np.allclose(ev, ref, atol=1e-4)
+    assert np.allclose(np.asarray(data.load_image_batch(paths[:3], (32, 32), "resnet50")), ref, atol=1e-4)
