@@ -63,6 +63,18 @@ const (
 	EvaluationFile   = "evaluation.json"
 )
 
+// ParseMarker reads a marker file's key=value lines (docs/run-directory.md). Lines
+// without '=' are skipped, so a marker from a newer hpctl still reads.
+func ParseMarker(b []byte) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
 // StageDir is a stage's directory inside the run directory.
 func StageDir(runDir, stage string) string { return path.Join(runDir, StagesDir, stage) }
 

@@ -257,3 +257,10 @@ func TestHasTellsWrittenFromDefault(t *testing.T) {
 		t.Errorf("Has: %v %v, default epochs %d", l.Has("stages[0].epochs"), l.Has("stages[1].epochs"), l.Spec.Stages[1].Epochs)
 	}
 }
+
+func TestParseMarker(t *testing.T) {
+	m := ParseMarker([]byte("job_id=12\n host = node 1 \nnoise\nexit_code=0\n"))
+	if m["job_id"] != "12" || m["host"] != "node 1" || m["exit_code"] != "0" || len(m) != 3 {
+		t.Errorf("ParseMarker: %v", m)
+	}
+}

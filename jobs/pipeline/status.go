@@ -346,9 +346,9 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 		}
 		switch kind {
 		case "started":
-			d.started = keyValues(body)
+			d.started = jobs.ParseMarker(body)
 		case "finished":
-			d.finished = keyValues(body)
+			d.finished = jobs.ParseMarker(body)
 		case "history":
 			f := strings.Fields(string(body))
 			if len(f) > 0 {
@@ -366,16 +366,6 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 		}
 		out[dir] = d
 	}
-}
-
-func keyValues(b []byte) map[string]string {
-	m := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
-			m[k] = v
-		}
-	}
-	return m
 }
 
 // StageLog picks a run's stage for logs: the named one, else the last stage (in

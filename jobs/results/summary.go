@@ -1,7 +1,6 @@
 package results
 
 import (
-	"bufio"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -186,25 +185,14 @@ func unix(s string) int64 {
 
 // readMarker reads key=value lines; a missing marker is nil, not an error.
 func readMarker(p string) (map[string]string, error) {
-	f, err := os.Open(p)
+	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
-	defer f.Close()
-	m := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("summary: reading %s: %w", p, err)
-	}
-	return m, nil
+	return jobs.ParseMarker(b), nil
 }
 
 func readJSON(p string, v any) (bool, error) {
