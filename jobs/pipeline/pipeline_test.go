@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/executortest"
@@ -282,15 +281,19 @@ func TestStatusOfThousandJobs(t *testing.T) {
 
 func TestDataChecks(t *testing.T) {
 	f := newFixture(t, `true`, `true`)
+	// The fixture's spec has data.train on line 4 and data.val on line 5, values at col 10
+	// and col 8.
 	os.RemoveAll(filepath.Join(f.dir, "data/val/b"))
 	_, err := pipeline.Submit(context.Background(), f.t, nil, f.reg, f.spec, pipeline.SubmitOptions{DryRun: true})
-	if !errors.Is(err, errkind.ErrUsage) || !strings.Contains(err.Error(), filepath.Join(f.dir, "data/val")) ||
-		!strings.Contains(err.Error(), "1 class folder") {
+	var se *jobs.SpecError
+	if !errors.As(err, &se) || len(se.Problems) != 1 ||
+		se.Problems[0].String() != f.spec.File+":5:8: data.val: "+filepath.Join(f.dir, "data/val")+" holds 1 class folder(s); it needs at least two (one folder of images per class)" {
 		t.Fatalf("one class folder: %v", err)
 	}
 	os.RemoveAll(filepath.Join(f.dir, "data/train"))
 	_, err = pipeline.Submit(context.Background(), f.t, nil, f.reg, f.spec, pipeline.SubmitOptions{DryRun: true})
-	if !errors.Is(err, errkind.ErrUsage) || !strings.Contains(err.Error(), "data.train "+filepath.Join(f.dir, "data/train")+" does not exist") {
+	if !errors.As(err, &se) || len(se.Problems) != 2 ||
+		se.Problems[0].String() != f.spec.File+":4:10: data.train: "+filepath.Join(f.dir, "data/train")+" does not exist on the cluster" {
 		t.Fatalf("missing train: %v", err)
 	}
 }

@@ -80,7 +80,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 	if err != nil {
 		return nil, fmt.Errorf("submit: %w", err)
 	}
-	if err := CheckData(ctx, t, spec); err != nil {
+	if err := checkData(ctx, t, l, spec); err != nil {
 		return nil, err
 	}
 	files, err := render.Render(plan, l.Source)
@@ -263,14 +263,45 @@ done`
 // and each holds at least two class folders. Failures wrap errkind.ErrUsage and name
 // the path.
 func CheckData(ctx context.Context, t transport.Transport, s jobs.Spec) error {
+	problems, err := dataProblems(ctx, t, s)
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.key + ": " + p.msg
+		}
+		return fmt.Errorf("%w: %s", errkind.ErrUsage, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// checkData is CheckData reporting each problem at the key of the spec file it is about,
+// as validation does: the data exists on the cluster, so this is where it is checked.
+func checkData(ctx context.Context, t transport.Transport, l *jobs.Loaded, s jobs.Spec) error {
+	problems, err := dataProblems(ctx, t, s)
+	if err != nil || len(problems) == 0 {
+		return err
+	}
+	se := &jobs.SpecError{}
+	for _, p := range problems {
+		se.Problems = append(se.Problems, jobs.Problem{File: l.File, Pos: l.PosOf(p.key), Msg: p.key + ": " + p.msg})
+	}
+	return se
+}
+
+type dataProblem struct{ key, msg string }
+
+func dataProblems(ctx context.Context, t transport.Transport, s jobs.Spec) ([]dataProblem, error) {
 	keys := []string{"data.train", "data.val"}
 	paths := []string{s.Data.Train, s.Data.Val}
 	res, err := t.Run(ctx, append([]string{"sh", "-c", checkDataScript, "sh"}, paths...), nil)
 	if err != nil {
-		return fmt.Errorf("check the data folders on the cluster: %w", err)
+		return nil, fmt.Errorf("check the data folders on the cluster: %w", err)
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("check the data folders on the cluster: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+		return nil, fmt.Errorf("check the data folders on the cluster: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
 	var lines []string
 	sc := bufio.NewScanner(bytes.NewReader(res.Stdout))
@@ -278,25 +309,21 @@ func CheckData(ctx context.Context, t transport.Transport, s jobs.Spec) error {
 		lines = append(lines, strings.TrimSpace(sc.Text()))
 	}
 	if len(lines) != len(paths) {
-		return fmt.Errorf("check the data folders on the cluster: unexpected answer %q", res.Stdout)
+		return nil, fmt.Errorf("check the data folders on the cluster: unexpected answer %q", res.Stdout)
 	}
-	var problems []string
+	var problems []dataProblem
 	for i, l := range lines {
-		where := fmt.Sprintf("%s %s", keys[i], paths[i])
 		switch l {
 		case "missing":
-			problems = append(problems, where+" does not exist on the cluster")
+			problems = append(problems, dataProblem{keys[i], paths[i] + " does not exist on the cluster"})
 		case "notdir":
-			problems = append(problems, where+" is not a directory")
+			problems = append(problems, dataProblem{keys[i], paths[i] + " is not a directory"})
 		default:
 			n, _ := strconv.Atoi(l)
 			if n < 2 {
-				problems = append(problems, fmt.Sprintf("%s holds %d class folder(s); it needs at least two (one folder of images per class)", where, n))
+				problems = append(problems, dataProblem{keys[i], fmt.Sprintf("%s holds %d class folder(s); it needs at least two (one folder of images per class)", paths[i], n)})
 			}
 		}
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", errkind.ErrUsage, strings.Join(problems, "; "))
-	}
-	return nil
+	return problems, nil
 }
