@@ -30,6 +30,17 @@ fi
 echo "trainer-venv: creating $venv with $tf_spec" >&2
 rm -f "$stamp"
 if [ ! -x "$venv/bin/python" ]; then
+    # Debian's python3 keeps venv (ensurepip) in a package of its own.
+    if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "trainer-venv: installing python3-venv (Debian ships venv apart from python3)" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null ||
+                { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+        else
+            echo "trainer-venv: $python has no venv module; install python3-venv (Debian: apt-get install python3-venv)" >&2
+            exit 1
+        fi
+    fi
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
