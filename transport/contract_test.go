@@ -1,7 +1,6 @@
 package transport_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/hpctl/hpctl/internal/testenv"
@@ -27,18 +26,8 @@ func TestSSHContract(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			transporttest.Run(t, func(t *testing.T) transport.Transport {
-				return transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: controlDir(t), NoRsync: noRsync})
+				return transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: testenv.ControlDir(t), NoRsync: noRsync})
 			})
 		})
 	}
-}
-
-// controlDir is a short private directory: t.TempDir's paths can exceed the socket limit.
-func controlDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "hpctl-cm-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }

@@ -63,7 +63,7 @@ func TestPullKilled(t *testing.T) {
 			var tr transport.Transport = helperTransport(kind)
 			if kind == "ssh-rsync" {
 				cfg, host := testenv.RequireSSH(t)
-				cdir := controlDir(t)
+				cdir := testenv.ControlDir(t)
 				env = append(env, "HPCTL_PULL_HOST="+host, "HPCTL_PULL_CONFIG="+cfg, "HPCTL_PULL_CONTROL="+cdir)
 				tr = transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: cdir})
 			}

@@ -22,7 +22,7 @@ func TestSSHOneConnection(t *testing.T) {
 	testenv.ExclusiveSSH(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cdir := controlDir(t)
+	cdir := testenv.ControlDir(t)
 	before := testenv.SSHConnectionCount(t)
 
 	tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: cdir})
@@ -75,7 +75,7 @@ func TestSSHOneConnection(t *testing.T) {
 func TestSSHUnreachable(t *testing.T) {
 	// Nothing listens on port 1: ssh itself fails with 255.
 	tr := transport.NewSSH("127.0.0.1", transport.SSHOptions{
-		ControlDir: controlDir(t),
+		ControlDir: testenv.ControlDir(t),
 		ExtraArgs:  []string{"-p", "1", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"},
 	})
 	defer tr.Close()
@@ -94,7 +94,7 @@ func TestSSHUnreachable(t *testing.T) {
 }
 
 func TestSSHControlDir(t *testing.T) {
-	d := controlDir(t)
+	d := testenv.ControlDir(t)
 	if err := os.Chmod(d, 0o755); err != nil {
 		t.Fatal(err)
 	}

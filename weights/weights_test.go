@@ -138,12 +138,7 @@ func TestEnsureLocal(t *testing.T) {
 
 func TestEnsureSSH(t *testing.T) {
 	cfg, host := testenv.RequireSSH(t)
-	cdir, err := os.MkdirTemp("", "hpctl-cm-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(cdir)
-	tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: cdir})
+	tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: testenv.ControlDir(t)})
 	defer tr.Close()
 	contract(t, tr, filepath.Join(t.TempDir(), "cache"))
 }

@@ -260,3 +260,15 @@ func firstLine(b []byte) string {
 	}
 	return s
 }
+
+// ControlDir is a short private directory for ssh ControlMaster sockets, removed when the
+// test ends: t.TempDir's paths can exceed the ~104-byte socket path limit.
+func ControlDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "hpctl-cm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}

@@ -2,7 +2,6 @@ package results_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -25,12 +24,7 @@ func BenchmarkRefetch(b *testing.B) {
 	b.Run("local-gocopy", func(b *testing.B) { benchRefetch(b, &transport.Local{NoRsync: true}, run) })
 	b.Run("ssh-rsync", func(b *testing.B) {
 		cfg, host := testenv.RequireSSH(b)
-		cdir, err := os.MkdirTemp("", "hpctl-cm-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer os.RemoveAll(cdir)
-		tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: cdir})
+		tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: testenv.ControlDir(b)})
 		defer tr.Close()
 		benchRefetch(b, tr, run)
 	})

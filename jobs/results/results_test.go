@@ -150,12 +150,7 @@ func TestFetchMissingRunDir(t *testing.T) {
 // fetch moves nothing.
 func TestFetchOverSSH(t *testing.T) {
 	cfg, host := testenv.RequireSSH(t)
-	cdir, err := os.MkdirTemp("", "hpctl-cm-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(cdir)
-	tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: cdir})
+	tr := transport.NewSSH(host, transport.SSHOptions{ConfigFile: cfg, ControlDir: testenv.ControlDir(t)})
 	defer tr.Close()
 	remote := filepath.Join(t.TempDir(), "urban-rural-20261129-054012-a3f9")
 	run := fixture{frozenEpochs: 4, finetuneEpochs: 2, finetuneStarted: true, finetuneDone: true}.write(t, remote)
