@@ -324,11 +324,18 @@ func TestDryRunTouchesNothing(t *testing.T) {
 func TestLaterSubmissionFails(t *testing.T) {
 	testenv.RequireSlurm(t)
 	f := newFixture(t, `sleep 30`, `true`)
-	// Only the second sbatch reaches the fault: the first Fail counter slot is used up by
-	// a wrapper that lets one call through.
-	ft := &secondFails{Transport: f.t}
-	ex := slurm.New(ft, slurm.Options{})
-	sub, err := pipeline.Submit(context.Background(), ft, ex, f.reg, f.spec, pipeline.SubmitOptions{})
+	// The real controller refuses stage two: its partition does not exist. Stage one is
+	// already queued by then.
+	src := strings.Replace(string(f.spec.Source), "    depends_on: [one]\n", "    depends_on: [one]\n    slurm: {partition: no-such-partition}\n", 1)
+	l, err := jobs.Parse(f.spec.File, []byte(src))
+	if err == nil {
+		err = l.Validate()
+	}
+	if err != nil || l.Spec.Stages[1].Slurm.Partition != "no-such-partition" {
+		t.Fatalf("spec with a bad partition for stage two: %v", err)
+	}
+	ex := f.ex
+	sub, err := pipeline.Submit(context.Background(), f.t, ex, f.reg, l, pipeline.SubmitOptions{})
 	if err == nil {
 		t.Fatal("submit succeeded")
 	}
@@ -349,22 +356,6 @@ func TestLaterSubmissionFails(t *testing.T) {
 	}
 }
 
-// secondFails lets the first sbatch through to the real cluster and answers the second
-// as sbatch does for a bad partition: the fault-injection seam, nothing more.
-type secondFails struct {
-	transport.Transport
-	n int
-}
-
-func (s *secondFails) Run(ctx context.Context, argv []string, stdin io.Reader) (transport.Result, error) {
-	if argv[0] == "sbatch" {
-		s.n++
-		if s.n == 2 {
-			return transport.Result{ExitCode: 1, Stderr: []byte("sbatch: error: Batch job submission failed: Invalid partition name specified\n")}, nil
-		}
-	}
-	return s.Transport.Run(ctx, argv, stdin)
-}
 
 // TestQueuedJobsAreRecordedFirst looks at the registry at the moment the second sbatch
 // runs: were hpctl to die there, the first job must already be recorded, with the run
