@@ -356,7 +356,6 @@ func TestLaterSubmissionFails(t *testing.T) {
 	}
 }
 
-
 // TestQueuedJobsAreRecordedFirst looks at the registry at the moment the second sbatch
 // runs: were hpctl to die there, the first job must already be recorded, with the run
 // marked as still submitting, so that `hpctl cancel` can reach it.
