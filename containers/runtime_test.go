@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/experiment"
 )
 
 func line(ws []Word) string {
@@ -28,7 +28,7 @@ func launch() Launch {
 }
 
 func TestEverySpecRuntimeIsRegistered(t *testing.T) {
-	for _, name := range jobs.Runtimes {
+	for _, name := range experiment.Runtimes {
 		r, err := Lookup(name)
 		if err != nil {
 			t.Fatal(err)
@@ -37,8 +37,8 @@ func TestEverySpecRuntimeIsRegistered(t *testing.T) {
 			t.Errorf("Lookup(%q).Name() = %q", name, r.Name())
 		}
 	}
-	if names := Names(); !slices.Equal(names, slices.Sorted(slices.Values(jobs.Runtimes))) {
-		t.Errorf("registered %v, spec knows %v", names, jobs.Runtimes)
+	if names := Names(); !slices.Equal(names, slices.Sorted(slices.Values(experiment.Runtimes))) {
+		t.Errorf("registered %v, spec knows %v", names, experiment.Runtimes)
 	}
 	if _, err := Lookup("dokcer"); err == nil || !strings.Contains(err.Error(), "known: apptainer") {
 		t.Errorf("Lookup(dokcer) error = %v", err)

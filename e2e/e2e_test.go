@@ -35,10 +35,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/pipeline"
-	"github.com/hpctl/hpctl/jobs/results"
+	"github.com/hpctl/hpctl/pipeline"
+	"github.com/hpctl/hpctl/pipeline/results"
 )
 
 const (
@@ -483,7 +484,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 // marker reads a stage's .hpctl/<name> key=value file on the cluster (this machine).
 func marker(t *testing.T, runDir, stage, name string) map[string]string {
 	t.Helper()
-	p := filepath.Join(runDir, jobs.StagesDir, stage, ".hpctl", name)
+	p := filepath.Join(runDir, experiment.StagesDir, stage, ".hpctl", name)
 	f, err := os.Open(p)
 	if err != nil {
 		t.Fatalf("marker: %v", err)
@@ -518,7 +519,7 @@ func checkResults(t *testing.T, f results.Fetched, sub submitted) {
 	epochs := map[string]int{"frozen": frozenEpochs, "finetune": finetuneEpochs}
 	best := 0.0
 	for _, stage := range []string{"frozen", "finetune"} {
-		rows := readHistory(t, filepath.Join(f.Dir, jobs.StagesDir, stage, "history.csv"))
+		rows := readHistory(t, filepath.Join(f.Dir, experiment.StagesDir, stage, "history.csv"))
 		if len(rows) != epochs[stage] {
 			t.Errorf("%s: %s history has %d rows, want %d", f.Dir, stage, len(rows), epochs[stage])
 		}
@@ -547,13 +548,13 @@ func checkResults(t *testing.T, f results.Fetched, sub submitted) {
 		} `json:"init_checkpoint"`
 		EpochsRun int `json:"epochs_run"`
 	}
-	readJSON(t, filepath.Join(f.Dir, jobs.StagesDir, "finetune", "metrics.json"), &m)
+	readJSON(t, filepath.Join(f.Dir, experiment.StagesDir, "finetune", "metrics.json"), &m)
 	var frozen struct {
 		Checkpoints struct {
 			Best string `json:"best"`
 		} `json:"checkpoints"`
 	}
-	readJSON(t, filepath.Join(f.Dir, jobs.StagesDir, "frozen", "metrics.json"), &frozen)
+	readJSON(t, filepath.Join(f.Dir, experiment.StagesDir, "frozen", "metrics.json"), &frozen)
 	switch {
 	case m.InitFrom != "frozen" || m.InitCheckpoint == nil:
 		t.Errorf("finetune's metrics.json: init_from %q, init_checkpoint %+v; want frozen's best checkpoint", m.InitFrom, m.InitCheckpoint)

@@ -1,3 +1,5 @@
+// Package jobs is where scripts run: the Executor seam, job states, and (in its
+// subpackages) the Slurm and local executors and their shared contract suite.
 package jobs
 
 import (

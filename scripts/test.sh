@@ -52,7 +52,7 @@ export HPCTL_TEST_PYTHON="$PWD/.venv-tfcur/bin/python"
 go test -p 1 -timeout 30m ./...
 
 step "fuzz the spec loader (bounded)"
-go test ./jobs -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}"
+go test ./experiment -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}"
 
 step "trainer: Python 3.8 syntax and pytest on TensorFlow 2.15 and current"
 scripts/test-trainer.sh

@@ -1,5 +1,5 @@
 // Package templates holds the text templates hpctl renders, embedded in the binary so a
-// release needs no files beside it. jobs/render parses them with template.ParseFS.
+// release needs no files beside it. render parses them with template.ParseFS.
 package templates
 
 import "embed"

@@ -11,12 +11,13 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/local"
-	"github.com/hpctl/hpctl/jobs/pipeline"
-	runregistry "github.com/hpctl/hpctl/jobs/registry"
 	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/pipeline"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -31,8 +32,8 @@ var wrapTransport func(transport.Transport) transport.Transport
 var slurmOptions = slurm.Options{}
 
 // openRegistry opens <state-dir>/registry.db.
-func (e *env) openRegistry(ctx context.Context) (*runregistry.Registry, error) {
-	r, err := runregistry.Open(ctx, e.settings.StateDir)
+func (e *env) openRegistry(ctx context.Context) (*registry.Registry, error) {
+	r, err := registry.Open(ctx, e.settings.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("open the run registry: %w", err)
 	}
@@ -77,11 +78,11 @@ func (e *env) newExecutor(ctx context.Context, kind string, t transport.Transpor
 		}
 		return local.New(local.Options{StateDir: filepath.Join(e.settings.StateDir, "local-jobs")})
 	}
-	return nil, usageError(fmt.Errorf("executor %q is not one of %s", kind, strings.Join(jobs.Executors, ", ")))
+	return nil, usageError(fmt.Errorf("executor %q is not one of %s", kind, strings.Join(experiment.Executors, ", ")))
 }
 
 // findRun looks a run up by id, unique id prefix, or "latest".
-func findRun(ctx context.Context, reg *runregistry.Registry, id string) (jobs.Run, error) {
+func findRun(ctx context.Context, reg *registry.Registry, id string) (registry.Run, error) {
 	if id == "latest" || id == "last" {
 		return reg.Latest(ctx)
 	}
@@ -91,9 +92,9 @@ func findRun(ctx context.Context, reg *runregistry.Registry, id string) (jobs.Ru
 	}
 	all, lerr := reg.List(ctx)
 	if lerr != nil {
-		return jobs.Run{}, lerr
+		return registry.Run{}, lerr
 	}
-	var hits []jobs.Run
+	var hits []registry.Run
 	for _, r := range all {
 		if strings.HasPrefix(r.ID, id) {
 			hits = append(hits, r)
@@ -103,22 +104,22 @@ func findRun(ctx context.Context, reg *runregistry.Registry, id string) (jobs.Ru
 	case 1:
 		return hits[0], nil
 	case 0:
-		return jobs.Run{}, err
+		return registry.Run{}, err
 	}
 	var ids []string
 	for _, h := range hits {
 		ids = append(ids, h.ID)
 	}
-	return jobs.Run{}, usageError(fmt.Errorf("run %q is ambiguous: %s", id, strings.Join(ids, ", ")))
+	return registry.Run{}, usageError(fmt.Errorf("run %q is ambiguous: %s", id, strings.Join(ids, ", ")))
 }
 
 // runGroup is runs reached through the same host with the same executor.
 type runGroup struct {
 	host, executor string
-	runs           []jobs.Run
+	runs           []registry.Run
 }
 
-func groupRuns(runs []jobs.Run) []runGroup {
+func groupRuns(runs []registry.Run) []runGroup {
 	idx := map[[2]string]int{}
 	var out []runGroup
 	for _, r := range runs {
@@ -137,7 +138,7 @@ func groupRuns(runs []jobs.Run) []runGroup {
 // statusOf resolves runs, one transport and executor per host and executor kind: one
 // squeue and one sacct per cluster whatever the number of runs. The result keeps the
 // order of runs.
-func (e *env) statusOf(ctx context.Context, runs []jobs.Run, opts pipeline.StatusOptions) ([]pipeline.RunStatus, error) {
+func (e *env) statusOf(ctx context.Context, runs []registry.Run, opts pipeline.StatusOptions) ([]pipeline.RunStatus, error) {
 	byID := map[string]pipeline.RunStatus{}
 	for _, g := range groupRuns(runs) {
 		t := e.newTransport(g.host)

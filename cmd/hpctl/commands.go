@@ -13,7 +13,7 @@ type commandSpec struct {
 	build func(e *env) *cli.Command
 }
 
-// commandSpecs is named so as not to shadow the jobs/registry package in this package.
+// commandSpecs is named so as not to shadow the registry package in this package.
 var commandSpecs []commandSpec
 
 func register(order int, build func(e *env) *cli.Command) {

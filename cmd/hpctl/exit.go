@@ -8,8 +8,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
-	"github.com/hpctl/hpctl/jobs"
 )
 
 // Exit codes; docs/exit-codes.md is the table users read. Keep them in step.
@@ -28,7 +28,7 @@ func usageError(err error) error { return fmt.Errorf("%w: %w", errkind.ErrUsage,
 // exitCode maps an error to the documented table. urfave/cli only honours an unwrapped
 // cli.ExitCoder, so hpctl maps its own error kinds with errors.As/Is instead.
 func exitCode(err error) int {
-	var specErr *jobs.SpecError
+	var specErr *experiment.SpecError
 	var coder cli.ExitCoder
 	switch {
 	case err == nil:
@@ -65,7 +65,7 @@ func isFlagError(err error) bool {
 // report prints the error for a person and returns the exit code.
 func report(e *env, err error) int {
 	code := exitCode(err)
-	var specErr *jobs.SpecError
+	var specErr *experiment.SpecError
 	if errors.As(err, &specErr) {
 		fmt.Fprintln(e.stderr, specErr.Error())
 		n := len(specErr.Problems)

@@ -11,8 +11,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/results"
+	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/pipeline/results"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -89,7 +89,7 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 	if len(ids) == 0 {
 		ids = []string{"latest"}
 	}
-	var runs []jobs.Run
+	var runs []registry.Run
 	for _, id := range ids {
 		r, err := findRun(ctx, reg, id)
 		if err != nil {

@@ -9,13 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpctl/hpctl/jobs"
-	runregistry "github.com/hpctl/hpctl/jobs/registry"
+	"github.com/hpctl/hpctl/internal/registry"
 )
 
 // fetchFixture writes a run directory whose first stage finished three epochs and whose
 // second has not started, and records the run in the isolated registry.
-func fetchFixture(t *testing.T, dir, id string) jobs.Run {
+func fetchFixture(t *testing.T, dir, id string) registry.Run {
 	t.Helper()
 	rd := filepath.Join(dir, "cluster", id)
 	files := map[string]string{
@@ -39,9 +38,9 @@ func fetchFixture(t *testing.T, dir, id string) jobs.Run {
 			t.Fatal(err)
 		}
 	}
-	run := jobs.Run{ID: id, SpecName: "demo", RunDir: rd, Executor: "local", Status: jobs.RunSubmitted, SubmittedAt: time.Now(),
-		Stages: []jobs.RunStage{{Name: "frozen", JobID: "11", Epochs: 3}, {Name: "finetune", JobID: "12", Epochs: 2, DependsOn: []string{"frozen"}}}}
-	reg, err := runregistry.Open(context.Background(), filepath.Join(dir, "state", "hpctl"))
+	run := registry.Run{ID: id, SpecName: "demo", RunDir: rd, Executor: "local", Status: registry.RunSubmitted, SubmittedAt: time.Now(),
+		Stages: []registry.RunStage{{Name: "frozen", JobID: "11", Epochs: 3}, {Name: "finetune", JobID: "12", Epochs: 2, DependsOn: []string{"frozen"}}}}
+	reg, err := registry.Open(context.Background(), filepath.Join(dir, "state", "hpctl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/fsutil"
-	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/templates"
 )
 
@@ -60,7 +60,7 @@ func runInit(e *env, o initOptions) error {
 		return fmt.Errorf("starter template: %w", err)
 	}
 	// The starter must be a valid spec: a bad NAME is reported before anything is written.
-	l, err := jobs.Parse(o.file, buf.Bytes())
+	l, err := experiment.Parse(o.file, buf.Bytes())
 	if err == nil {
 		err = l.Validate()
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/pipeline"
 )
 
 func init() { register(50, logsCommand) }

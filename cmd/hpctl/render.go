@@ -9,9 +9,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/pipeline"
-	"github.com/hpctl/hpctl/jobs/render"
+	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/pipeline"
+	"github.com/hpctl/hpctl/render"
 )
 
 func init() { register(25, renderCommand) }
@@ -52,13 +52,13 @@ Examples:
 }
 
 func runRender(c *cli.Context, e *env, o renderOptions) error {
-	l, err := jobs.Load(o.spec)
+	l, err := experiment.Load(o.spec)
 	if err != nil {
 		return err
 	}
 	if o.runID == "" {
 		o.runID = pipeline.NewRunID(l.Spec.Name, time.Now())
-	} else if err := jobs.CheckName(o.runID); err != nil {
+	} else if err := experiment.CheckName(o.runID); err != nil {
 		return usageError(fmt.Errorf("--run-id: %w", err))
 	}
 	if o.out == "" {
@@ -79,7 +79,7 @@ func runRender(c *cli.Context, e *env, o renderOptions) error {
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	plan, err := jobs.NewPlan(l.Spec.Resolve(home, wd), o.runID)
+	plan, err := experiment.NewPlan(l.Spec.Resolve(home, wd), o.runID)
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
@@ -92,7 +92,7 @@ func runRender(c *cli.Context, e *env, o renderOptions) error {
 	}
 	fmt.Fprintf(e.stdout, "rendered run %s into %s (on the cluster: %s)\n", plan.RunID, o.out, plan.RunDir)
 	for _, st := range plan.Stages {
-		fmt.Fprintf(e.stdout, "  %s\n", filepath.Join(o.out, jobs.StagesDir, st.Name, jobs.ScriptFile))
+		fmt.Fprintf(e.stdout, "  %s\n", filepath.Join(o.out, experiment.StagesDir, st.Name, experiment.ScriptFile))
 	}
 	return nil
 }

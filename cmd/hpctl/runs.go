@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/pipeline"
 )
 
 func init() { register(45, runsCommand) }

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/executortest"
-	"github.com/hpctl/hpctl/jobs/pipeline"
-	runregistry "github.com/hpctl/hpctl/jobs/registry"
+	"github.com/hpctl/hpctl/pipeline"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -177,7 +177,7 @@ func TestCLIControllerDown(t *testing.T) {
 		t.Fatalf("status with the controller down: exit %d: %s", code, errs)
 	}
 	// The registry is whole: integrity check passes, the earlier run is there.
-	reg, err := runregistry.Open(context.Background(), filepath.Join(dir, "state", "hpctl"))
+	reg, err := registry.Open(context.Background(), filepath.Join(dir, "state", "hpctl"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/pipeline"
 )
 
 func init() { register(40, statusCommand) }
@@ -77,7 +78,7 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 	if err != nil {
 		return err
 	}
-	var runs []jobs.Run
+	var runs []registry.Run
 	if len(o.runs) == 0 {
 		runs, err = reg.Recent(ctx, o.last)
 	} else {
@@ -188,7 +189,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
 				tails = append(tails, fmt.Sprintf("%s %s failed; last lines of %s:\n%s", r.Run.ID, s.Name, s.Log, indent(s.LogTail)))
 			}
 		}
-		if r.Run.Status == jobs.RunFailed && r.Run.Error != "" {
+		if r.Run.Status == registry.RunFailed && r.Run.Error != "" {
 			tails = append(tails, fmt.Sprintf("%s: submission failed: %s", r.Run.ID, r.Run.Error))
 		}
 	}

@@ -7,8 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/pipeline"
 )
 
 func init() { register(30, submitCommand) }
@@ -73,7 +74,7 @@ type submitResultJb struct {
 
 func runSubmit(c *cli.Context, e *env, o submitOptions) error {
 	ctx := c.Context
-	l, err := jobs.Load(o.spec)
+	l, err := experiment.Load(o.spec)
 	if err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func runSubmit(c *cli.Context, e *env, o submitOptions) error {
 		// pyxis is srun's --container-image: without Slurm every stage would fail at once.
 		return usageError(fmt.Errorf("%s: container.runtime pyxis runs through srun, but the jobs would run on this machine without Slurm (no sbatch answered); reach the cluster with --host or cluster.host, or use runtime none, apptainer or docker here", o.spec))
 	}
-	var reg jobs.Registry // a dry run records nothing, so it opens nothing
+	var reg registry.Store // a dry run records nothing, so it opens nothing
 	if !o.dryRun {
 		r, err := e.openRegistry(ctx)
 		if err != nil {
@@ -115,7 +116,7 @@ func runSubmit(c *cli.Context, e *env, o submitOptions) error {
 		res.Scripts = map[string]string{}
 		for _, f := range sub.Files {
 			res.Files = append(res.Files, f.Path)
-			if strings.HasSuffix(f.Path, "/"+jobs.ScriptFile) {
+			if strings.HasSuffix(f.Path, "/"+experiment.ScriptFile) {
 				res.Scripts[f.Path] = string(f.Data)
 			}
 		}

@@ -3,9 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/urfave/cli/v2"
-
-	"github.com/hpctl/hpctl/jobs"
 )
 
 func init() { register(20, validateCommand) }
@@ -35,11 +34,11 @@ Examples:
 }
 
 func runValidate(e *env, o validateOptions) error {
-	var all jobs.SpecError
+	var all experiment.SpecError
 	for _, f := range o.specs {
-		l, err := jobs.Load(f)
+		l, err := experiment.Load(f)
 		if err != nil {
-			se, ok := err.(*jobs.SpecError)
+			se, ok := err.(*experiment.SpecError)
 			if !ok {
 				return err
 			}

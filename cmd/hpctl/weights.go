@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/weights"
 )
 
@@ -56,7 +56,7 @@ Examples:
 }
 
 func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
-	l, err := jobs.Load(o.spec)
+	l, err := experiment.Load(o.spec)
 	if err != nil {
 		return err
 	}

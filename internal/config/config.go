@@ -1,5 +1,5 @@
 // Package config loads hpctl's own settings: flags > HPCTL_* environment > settings file >
-// defaults. Experiment specs are not settings: they go through jobs.Load, whose keys and
+// defaults. Experiment specs are not settings: they go through experiment.Load, whose keys and
 // positions must survive (viper lowercases keys, spf13/viper#1486).
 package config
 

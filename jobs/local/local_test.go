@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/local"
@@ -51,7 +52,7 @@ func newExecutor(t *testing.T, gpus []string) *local.Executor {
 // stage writes a job script for stage name under runDir; body runs under bash -eu.
 func stage(t *testing.T, runDir, name, body string) jobs.SubmitRequest {
 	t.Helper()
-	script := jobs.ScriptPath(runDir, name)
+	script := experiment.ScriptPath(runDir, name)
 	if err := os.MkdirAll(filepath.Dir(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +175,14 @@ echo "id=$HPCTL_JOB_ID gpus=[$CUDA_VISIBLE_DEVICES] slurm=${SLURM_JOB_ID:-unset}
 		t.Errorf("records: two started %v, one ended %v", states[two].Start, states[one].End)
 	}
 	// Logs land where Slurm's --output=logs/%x-%j.out would put them.
-	if got := readFile(t, jobs.LogPath(run, "demo-one", one, "out")); got != "out-one\n" {
+	if got := readFile(t, experiment.LogPath(run, "demo-one", one, "out")); got != "out-one\n" {
 		t.Errorf("one's stdout = %q", got)
 	}
-	if got := readFile(t, jobs.LogPath(run, "demo-one", one, "err")); got != "err-one\n" {
+	if got := readFile(t, experiment.LogPath(run, "demo-one", one, "err")); got != "err-one\n" {
 		t.Errorf("one's stderr = %q", got)
 	}
 	want := fmt.Sprintf("id=%s gpus=[] slurm=unset pwd=%s\n", two, run)
-	if got := readFile(t, jobs.LogPath(run, "demo-two", two, "out")); got != want {
+	if got := readFile(t, experiment.LogPath(run, "demo-two", two, "out")); got != want {
 		t.Errorf("two's stdout = %q, want %q", got, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/jobs"
 )
@@ -213,12 +214,12 @@ func (s *supervisor) allocate(r record) ([]string, bool) {
 // launch starts `bash <script>` as Slurm would: in the run directory, output to the
 // job's log files, in a process group of its own so Cancel can end all of it.
 func (s *supervisor) launch(r record, gpus []string) (*exec.Cmd, error) {
-	logDir := filepath.Join(r.RunDir, jobs.LogsDir)
+	logDir := filepath.Join(r.RunDir, experiment.LogsDir)
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
 	open := func(ext string) (*os.File, error) {
-		return os.OpenFile(jobs.LogPath(r.RunDir, r.JobName, r.ID, ext), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		return os.OpenFile(experiment.LogPath(r.RunDir, r.JobName, r.ID, ext), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	}
 	stdout, err := open("out")
 	if err != nil {

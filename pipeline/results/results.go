@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/fsutil"
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -42,7 +43,7 @@ type Options struct {
 // program always (it is in hpctl already); resume state and final checkpoints unless
 // AllCheckpoints; every checkpoint with NoCheckpoints.
 func (o Options) Excludes() []string {
-	ex := []string{jobs.TrainerDir + "/"}
+	ex := []string{experiment.TrainerDir + "/"}
 	switch {
 	case o.NoCheckpoints:
 		ex = append(ex, "stages/*/checkpoints/", "stages/*/state/")
@@ -68,7 +69,7 @@ type Fetched struct {
 // FetchResults copies run's directory from the cluster into <localRoot>/<run-id>/
 // (incrementally: an unchanged run copies nothing), then writes summary.json, the
 // learning-curve plot (when any epoch has finished) and report.md there.
-func FetchResults(ctx context.Context, tr transport.Transport, run jobs.Run, localRoot string, opts Options) (*Fetched, error) {
+func FetchResults(ctx context.Context, tr transport.Transport, run registry.Run, localRoot string, opts Options) (*Fetched, error) {
 	if opts.AllCheckpoints && opts.NoCheckpoints {
 		return nil, fmt.Errorf("%w: --all-checkpoints and --no-checkpoints contradict each other", errkind.ErrUsage)
 	}
@@ -104,7 +105,7 @@ func FetchResults(ctx context.Context, tr transport.Transport, run jobs.Run, loc
 // Summarize reads a fetched run directory and writes nothing. Stages come from the run
 // record, then any other stage folder found, so a stage that has not started still has
 // a row.
-func Summarize(dir string, run jobs.Run) (*Fetched, error) {
+func Summarize(dir string, run registry.Run) (*Fetched, error) {
 	f := &Fetched{RunID: run.ID, SpecName: run.SpecName, Host: run.Host, Dir: dir, FetchedAt: time.Now().UTC()}
 	seen := map[string]bool{}
 	for _, rs := range run.Stages {
@@ -115,13 +116,13 @@ func Summarize(dir string, run jobs.Run) (*Fetched, error) {
 		f.Stages = append(f.Stages, s)
 		seen[rs.Name] = true
 	}
-	entries, err := os.ReadDir(filepath.Join(dir, jobs.StagesDir))
+	entries, err := os.ReadDir(filepath.Join(dir, experiment.StagesDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
 	for _, e := range entries {
 		if e.IsDir() && !seen[e.Name()] {
-			s, err := readStage(dir, jobs.RunStage{Name: e.Name()})
+			s, err := readStage(dir, registry.RunStage{Name: e.Name()})
 			if err != nil {
 				return nil, err
 			}

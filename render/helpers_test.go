@@ -9,27 +9,27 @@ import (
 	"testing"
 
 	"github.com/hpctl/hpctl/containers"
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/experiment"
 )
 
 const testRunID = "urban-rural-20260101-000000-abcd"
 
-func parse(t *testing.T, file string) *jobs.Loaded {
+func parse(t *testing.T, file string) *experiment.Loaded {
 	t.Helper()
 	src, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := jobs.Parse(file, src)
+	l, err := experiment.Parse(file, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-func newPlan(t *testing.T, s jobs.Spec, home, base string) *jobs.Plan {
+func newPlan(t *testing.T, s experiment.Spec, home, base string) *experiment.Plan {
 	t.Helper()
-	p, err := jobs.NewPlan(s.Resolve(home, base), testRunID)
+	p, err := experiment.NewPlan(s.Resolve(home, base), testRunID)
 	if err != nil {
 		t.Fatal(err)
 	}

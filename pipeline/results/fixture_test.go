@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/internal/registry"
 )
 
 // fixture is a run directory as the job scripts and the trainer leave it (see
@@ -24,7 +24,7 @@ type fixture struct {
 	checkpointBytes              int
 }
 
-func (fx fixture) write(t testing.TB, dir string) jobs.Run {
+func (fx fixture) write(t testing.TB, dir string) registry.Run {
 	t.Helper()
 	w := func(rel string, data []byte) {
 		p := filepath.Join(dir, filepath.FromSlash(rel))
@@ -92,9 +92,9 @@ func (fx fixture) write(t testing.TB, dir string) jobs.Run {
 	if fx.finetuneStarted {
 		stage("finetune", "102", fx.finetuneEpochs, fx.finetuneDone, "frozen", 0.5+0.02*float64(fx.frozenEpochs))
 	}
-	return jobs.Run{
-		ID: filepath.Base(dir), SpecName: "urban-rural", RunDir: dir, Executor: "slurm", Status: jobs.RunSubmitted,
-		Stages: []jobs.RunStage{
+	return registry.Run{
+		ID: filepath.Base(dir), SpecName: "urban-rural", RunDir: dir, Executor: "slurm", Status: registry.RunSubmitted,
+		Stages: []registry.RunStage{
 			{Name: "frozen", JobID: "101", JobName: "urban-rural-frozen", Epochs: fx.frozenEpochs},
 			{Name: "finetune", JobID: "102", JobName: "urban-rural-finetune", DependsOn: []string{"frozen"}, Epochs: 3},
 		},

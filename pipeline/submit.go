@@ -16,9 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/render"
+	"github.com/hpctl/hpctl/render"
 	"github.com/hpctl/hpctl/transport"
 	"github.com/hpctl/hpctl/weights"
 )
@@ -39,8 +41,8 @@ type SubmitOptions struct {
 
 // Submission is the outcome of Submit.
 type Submission struct {
-	Run  jobs.Run
-	Plan *jobs.Plan
+	Run  registry.Run
+	Plan *experiment.Plan
 	// Files are the run directory's files (what a dry run shows).
 	Files []render.File
 	// Order is the stage names in submission order.
@@ -61,7 +63,7 @@ func NewRunID(name string, now time.Time) string {
 // If a submission fails after others succeeded, the jobs already queued are cancelled
 // and the run is recorded as failed with the reason: no job is ever left running that
 // the registry does not know about.
-func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jobs.Registry, l *jobs.Loaded, opts SubmitOptions) (*Submission, error) {
+func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, l *experiment.Loaded, opts SubmitOptions) (*Submission, error) {
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -76,7 +78,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 	}
 	spec := l.Spec.Resolve(home, wd)
 	submitted := now()
-	plan, err := jobs.NewPlan(spec, NewRunID(spec.Name, submitted))
+	plan, err := experiment.NewPlan(spec, NewRunID(spec.Name, submitted))
 	if err != nil {
 		return nil, fmt.Errorf("submit: %w", err)
 	}
@@ -92,13 +94,13 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 	for _, st := range plan.Stages {
 		sub.Order = append(sub.Order, st.Name)
 	}
-	run := jobs.Run{
-		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(l.File), SpecHash: jobs.Hash(l.Source),
-		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: jobs.RunSubmitted,
+	run := registry.Run{
+		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(l.File), SpecHash: experiment.Hash(l.Source),
+		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: registry.RunSubmitted,
 		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version,
 	}
 	for _, st := range plan.Stages {
-		run.Stages = append(run.Stages, jobs.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,
+		run.Stages = append(run.Stages, registry.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,
 			Epochs: epochsOf(l, st)})
 	}
 	sub.Run = run
@@ -125,7 +127,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 
 	// Recorded before anything is queued and after each job, so that even if hpctl dies
 	// mid-submission, every queued job is in the registry for `hpctl cancel`.
-	sub.Run.Status = jobs.RunSubmitting
+	sub.Run.Status = registry.RunSubmitting
 	if err := reg.Put(ctx, sub.Run); err != nil {
 		return sub, fmt.Errorf("submit: record the run before queueing it (nothing was queued): %w", err)
 	}
@@ -138,7 +140,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 		}
 		id, err := ex.Submit(ctx, jobs.SubmitRequest{
 			RunID: plan.RunID, RunDir: plan.RunDir, Stage: st.Name,
-			Script: jobs.ScriptPath(plan.RunDir, st.Name), JobName: st.JobName,
+			Script: experiment.ScriptPath(plan.RunDir, st.Name), JobName: st.JobName,
 			DependsOn: deps, GPUs: st.Resources.GPUs,
 		})
 		if err != nil {
@@ -154,7 +156,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 			}
 		}
 	}
-	sub.Run.Status = jobs.RunSubmitted
+	sub.Run.Status = registry.RunSubmitted
 	if err := reg.Put(ctx, sub.Run); err != nil {
 		// An unrecorded run is one hpctl could never show or cancel again: take it back.
 		cctx := context.WithoutCancel(ctx)
@@ -168,9 +170,9 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg jo
 
 // abandon cancels the jobs already queued and records the run as failed. It runs even
 // when ctx was cancelled (Ctrl-C during submission), so nothing is left behind.
-func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs.Run, queued []string, cause error) error {
+func abandon(ctx context.Context, ex jobs.Executor, reg registry.Store, run *registry.Run, queued []string, cause error) error {
 	cctx := context.WithoutCancel(ctx)
-	run.Status = jobs.RunFailed
+	run.Status = registry.RunFailed
 	run.Error = cause.Error()
 	var extra []string
 	if len(queued) > 0 {
@@ -195,7 +197,7 @@ func abandon(ctx context.Context, ex jobs.Executor, reg jobs.Registry, run *jobs
 // epochsOf is how many epochs status counts for a stage: the trainer's, or for a stage
 // that runs its own command, only what the user wrote (the default of 10 would show a
 // command as "0/10" forever).
-func epochsOf(l *jobs.Loaded, st jobs.PlannedStage) int {
+func epochsOf(l *experiment.Loaded, st experiment.PlannedStage) int {
 	for i, s := range l.Spec.Stages {
 		if s.Name != st.Name {
 			continue
@@ -219,7 +221,7 @@ func absPath(p string) string {
 
 // runsTrainer reports whether any stage runs the trainer (stages with their own command
 // need no backbone weights).
-func runsTrainer(p *jobs.Plan) bool {
+func runsTrainer(p *experiment.Plan) bool {
 	for _, st := range p.Stages {
 		if st.Trainer {
 			return true
@@ -232,11 +234,11 @@ func runsTrainer(p *jobs.Plan) bool {
 // logs/ must exist when the job starts.
 func withLogsDir(files []render.File) []render.File {
 	for _, f := range files {
-		if f.Path == jobs.LogsDir || strings.HasPrefix(f.Path, jobs.LogsDir+"/") {
+		if f.Path == experiment.LogsDir || strings.HasPrefix(f.Path, experiment.LogsDir+"/") {
 			return files
 		}
 	}
-	return append(files, render.File{Path: jobs.LogsDir + "/.keep", Mode: 0o644})
+	return append(files, render.File{Path: experiment.LogsDir + "/.keep", Mode: 0o644})
 }
 
 // hostOf is the ssh destination of t, "" for the local transport.
@@ -262,7 +264,7 @@ done`
 // CheckData checks on the cluster, in one command, that data.train and data.val exist
 // and each holds at least two class folders. Failures wrap errkind.ErrUsage and name
 // the path.
-func CheckData(ctx context.Context, t transport.Transport, s jobs.Spec) error {
+func CheckData(ctx context.Context, t transport.Transport, s experiment.Spec) error {
 	problems, err := dataProblems(ctx, t, s)
 	if err != nil {
 		return err
@@ -279,21 +281,21 @@ func CheckData(ctx context.Context, t transport.Transport, s jobs.Spec) error {
 
 // checkData is CheckData reporting each problem at the key of the spec file it is about,
 // as validation does: the data exists on the cluster, so this is where it is checked.
-func checkData(ctx context.Context, t transport.Transport, l *jobs.Loaded, s jobs.Spec) error {
+func checkData(ctx context.Context, t transport.Transport, l *experiment.Loaded, s experiment.Spec) error {
 	problems, err := dataProblems(ctx, t, s)
 	if err != nil || len(problems) == 0 {
 		return err
 	}
-	se := &jobs.SpecError{}
+	se := &experiment.SpecError{}
 	for _, p := range problems {
-		se.Problems = append(se.Problems, jobs.Problem{File: l.File, Pos: l.PosOf(p.key), Msg: p.key + ": " + p.msg})
+		se.Problems = append(se.Problems, experiment.Problem{File: l.File, Pos: l.PosOf(p.key), Msg: p.key + ": " + p.msg})
 	}
 	return se
 }
 
 type dataProblem struct{ key, msg string }
 
-func dataProblems(ctx context.Context, t transport.Transport, s jobs.Spec) ([]dataProblem, error) {
+func dataProblems(ctx context.Context, t transport.Transport, s experiment.Spec) ([]dataProblem, error) {
 	keys := []string{"data.train", "data.val"}
 	paths := []string{s.Data.Train, s.Data.Val}
 	res, err := t.Run(ctx, append([]string{"sh", "-c", checkDataScript, "sh"}, paths...), nil)

@@ -1,4 +1,4 @@
-package jobs
+package registry
 
 import (
 	"context"
@@ -44,10 +44,10 @@ const (
 	RunFailed     = "failed"
 )
 
-// Registry indexes runs on the machine hpctl runs on. It must be safe for concurrent hpctl
+// Store indexes runs on the machine hpctl runs on. It must be safe for concurrent hpctl
 // processes and survive crashes without torn records. Get and Latest wrap
 // errkind.ErrNotFound when there is no such run.
-type Registry interface {
+type Store interface {
 	Put(ctx context.Context, r Run) error
 	Get(ctx context.Context, id string) (Run, error)
 	// List returns runs newest first.

@@ -1,7 +1,7 @@
-// Package jobs holds the experiment spec, its validation, and the plan of stages that
-// hpctl renders and submits. Executors, transports and the registry live in sibling
-// packages and speak in the types defined here.
-package jobs
+// Package experiment holds the experiment spec (decoded with positions), its validation,
+// and the plan of stages that hpctl renders and submits. Nothing downstream of the plan
+// goes back to the YAML.
+package experiment
 
 import "strconv"
 

@@ -11,8 +11,8 @@ import (
 	"text/template"
 
 	"github.com/hpctl/hpctl/containers"
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/shell"
-	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/templates"
 	"github.com/hpctl/hpctl/trainer"
 )
@@ -37,18 +37,18 @@ var stageTmpl = template.Must(template.New("stage.sh.tmpl").Funcs(template.FuncM
 // Render returns every file of the plan's run directory, in a stable order: spec.yaml
 // (source, byte for byte), spec.resolved.json, logs/.keep, the trainer, and
 // stages/<name>/job.sh.
-func Render(p *jobs.Plan, source []byte) ([]File, error) {
+func Render(p *experiment.Plan, source []byte) ([]File, error) {
 	resolved, err := p.ResolvedJSON()
 	if err != nil {
 		return nil, err
 	}
 	files := []File{
-		{Path: jobs.SpecFile, Mode: 0o644, Data: source},
-		{Path: jobs.ResolvedSpecFile, Mode: 0o644, Data: resolved},
+		{Path: experiment.SpecFile, Mode: 0o644, Data: source},
+		{Path: experiment.ResolvedSpecFile, Mode: 0o644, Data: resolved},
 		// Slurm opens --output and --error before the script runs and does not create
 		// their directory: without it the job fails with no log at all. An empty file
 		// rather than a directory entry, so every transport carries it as it is.
-		{Path: jobs.LogsDir + "/.keep", Mode: 0o644, Data: []byte{}},
+		{Path: experiment.LogsDir + "/.keep", Mode: 0o644, Data: []byte{}},
 	}
 	err = fs.WalkDir(trainer.FS, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -58,7 +58,7 @@ func Render(p *jobs.Plan, source []byte) ([]File, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, File{Path: path.Join(jobs.TrainerDir, name), Mode: 0o644, Data: data})
+		files = append(files, File{Path: path.Join(experiment.TrainerDir, name), Mode: 0o644, Data: data})
 		return nil
 	})
 	if err != nil {
@@ -69,21 +69,21 @@ func Render(p *jobs.Plan, source []byte) ([]File, error) {
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, File{Path: path.Join(jobs.StagesDir, st.Name, jobs.ScriptFile), Mode: 0o755, Data: script})
+		files = append(files, File{Path: path.Join(experiment.StagesDir, st.Name, experiment.ScriptFile), Mode: 0o755, Data: script})
 	}
 	return files, nil
 }
 
 // Script renders the job script of one stage of the plan.
-func Script(p *jobs.Plan, st jobs.PlannedStage) ([]byte, error) {
+func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 	words, err := LaunchWords(p, st)
 	if err != nil {
 		return nil, err
 	}
-	logs := path.Join(p.RunDir, jobs.LogsDir, "%x-%j")
+	logs := path.Join(p.RunDir, experiment.LogsDir, "%x-%j")
 	data := struct {
 		RunID, RunDir, Stage, JobName, Runtime, LogOut, LogErr, Launch string
-		R                                                              jobs.Resources
+		R                                                              experiment.Resources
 		MakeDirs                                                       []string
 	}{
 		RunID: p.RunID, RunDir: p.RunDir, Stage: st.Name, JobName: st.JobName,
@@ -102,7 +102,7 @@ func Script(p *jobs.Plan, st jobs.PlannedStage) ([]byte, error) {
 }
 
 // LaunchWords is the command line that runs the stage under the spec's container runtime.
-func LaunchWords(p *jobs.Plan, st jobs.PlannedStage) ([]containers.Word, error) {
+func LaunchWords(p *experiment.Plan, st experiment.PlannedStage) ([]containers.Word, error) {
 	c := p.Spec.Container
 	rt, err := containers.Lookup(c.Runtime)
 	if err != nil {
@@ -134,7 +134,7 @@ func LaunchWords(p *jobs.Plan, st jobs.PlannedStage) ([]containers.Word, error) 
 
 // trainerMounts makes the data and weights visible at the same paths inside the
 // container, so the resolved spec's paths hold there too.
-func trainerMounts(s jobs.Spec) []containers.Mount {
+func trainerMounts(s experiment.Spec) []containers.Mount {
 	var ms []containers.Mount
 	seen := map[string]bool{}
 	add := func(p, opts string) {

@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/registry"
 )
 
 // Stage states the summary adds to the markers' (COMPLETED, FAILED, REQUEUED, CANCELLED).
@@ -80,15 +81,15 @@ type evaluationFile struct {
 	NumImages        int                 `json:"num_images"`
 }
 
-func readStage(runDir string, rs jobs.RunStage) (StageSummary, error) {
-	sdir := filepath.Join(runDir, jobs.StagesDir, rs.Name)
+func readStage(runDir string, rs registry.RunStage) (StageSummary, error) {
+	sdir := filepath.Join(runDir, experiment.StagesDir, rs.Name)
 	s := StageSummary{Name: rs.Name, JobID: rs.JobID, Epochs: rs.Epochs, State: StateNotStarted}
 
-	started, err := readMarker(filepath.Join(sdir, jobs.MarkerDir, jobs.StartedMarker))
+	started, err := readMarker(filepath.Join(sdir, experiment.MarkerDir, experiment.StartedMarker))
 	if err != nil {
 		return s, err
 	}
-	finished, err := readMarker(filepath.Join(sdir, jobs.MarkerDir, jobs.FinishedMarker))
+	finished, err := readMarker(filepath.Join(sdir, experiment.MarkerDir, experiment.FinishedMarker))
 	if err != nil {
 		return s, err
 	}
@@ -110,7 +111,7 @@ func readStage(runDir string, rs jobs.RunStage) (StageSummary, error) {
 		}
 	}
 
-	if s.History, err = readHistory(filepath.Join(sdir, jobs.HistoryFile)); err != nil {
+	if s.History, err = readHistory(filepath.Join(sdir, experiment.HistoryFile)); err != nil {
 		return s, err
 	}
 	s.EpochsRun = len(s.History)
@@ -133,7 +134,7 @@ func readStage(runDir string, rs jobs.RunStage) (StageSummary, error) {
 	// metrics.json, written at the end of a stage, is the trainer's own account: it wins
 	// over what the history and markers suggest.
 	var m metricsFile
-	if ok, err := readJSON(filepath.Join(sdir, jobs.MetricsFile), &m); err != nil {
+	if ok, err := readJSON(filepath.Join(sdir, experiment.MetricsFile), &m); err != nil {
 		return s, err
 	} else if ok {
 		set := func(dst **float64, v *float64) {
@@ -162,7 +163,7 @@ func readStage(runDir string, rs jobs.RunStage) (StageSummary, error) {
 		s.InitFrom = m.InitFrom
 	}
 	var ev evaluationFile
-	if ok, err := readJSON(filepath.Join(sdir, jobs.EvaluationFile), &ev); err != nil {
+	if ok, err := readJSON(filepath.Join(sdir, experiment.EvaluationFile), &ev); err != nil {
 		return s, err
 	} else if ok {
 		s.EvalAccuracy, s.EvalImages = ev.Accuracy, ev.NumImages
@@ -192,7 +193,7 @@ func readMarker(p string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
-	return jobs.ParseMarker(b), nil
+	return experiment.ParseMarker(b), nil
 }
 
 func readJSON(p string, v any) (bool, error) {

@@ -3,15 +3,16 @@ package pipeline_test
 import (
 	"testing"
 
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/pipeline"
+	"github.com/hpctl/hpctl/pipeline"
 )
 
 // TestStageLogPicksTheLastStageThatRan: without --stage, `hpctl logs RUN` shows the latest
 // stage whose job ran. A stage cancelled while it waited (its dependency failed) has no
 // log, so after a failed first stage that stage's log is the one shown.
 func TestStageLogPicksTheLastStageThatRan(t *testing.T) {
-	run := jobs.Run{ID: "r", Stages: []jobs.RunStage{{Name: "frozen", JobID: "1"}, {Name: "finetune", JobID: "2"}}}
+	run := registry.Run{ID: "r", Stages: []registry.RunStage{{Name: "frozen", JobID: "1"}, {Name: "finetune", JobID: "2"}}}
 	for _, tc := range []struct {
 		what   string
 		states map[string]jobs.JobState

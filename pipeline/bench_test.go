@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/hpctl/hpctl/internal/testenv"
-	"github.com/hpctl/hpctl/jobs/pipeline"
 	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/pipeline"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -20,7 +20,7 @@ import (
 // in a bash script, on the same cluster in the same run. Submitted jobs are cancelled
 // outside the timed part, so the queue never fills. docs/performance.md has the numbers.
 //
-//	go test -run '^$' -bench BenchmarkSubmit -benchtime 50x ./jobs/pipeline
+//	go test -run '^$' -bench BenchmarkSubmit -benchtime 50x ./pipeline
 func BenchmarkSubmit(b *testing.B) {
 	testenv.RequireSlurm(b)
 	ctx := context.Background()

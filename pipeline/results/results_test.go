@@ -13,7 +13,7 @@ import (
 
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/testenv"
-	"github.com/hpctl/hpctl/jobs/results"
+	"github.com/hpctl/hpctl/pipeline/results"
 	"github.com/hpctl/hpctl/transport"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/testenv"
-	"github.com/hpctl/hpctl/jobs"
 )
 
 // TestSlurmSubmit submits a rendered script to the real test cluster, from a run
@@ -35,7 +35,7 @@ func TestSlurmSubmit(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := p.Stages[0]
-	out, err := exec.Command("sbatch", "--parsable", jobs.ScriptPath(p.RunDir, st.Name)).CombinedOutput()
+	out, err := exec.Command("sbatch", "--parsable", experiment.ScriptPath(p.RunDir, st.Name)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("sbatch: %v: %s", err, out)
 	}
@@ -43,7 +43,7 @@ func TestSlurmSubmit(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command("scancel", id).Run() })
 	t.Logf("job %s, run dir %s", id, p.RunDir)
 
-	finishedPath := filepath.Join(jobs.StageDir(p.RunDir, st.Name), jobs.MarkerDir, jobs.FinishedMarker)
+	finishedPath := filepath.Join(experiment.StageDir(p.RunDir, st.Name), experiment.MarkerDir, experiment.FinishedMarker)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if _, err := os.Stat(finishedPath); err == nil {
@@ -51,7 +51,7 @@ func TestSlurmSubmit(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			q, _ := exec.Command("squeue", "-h", "-j", id, "-o", "%T %r").CombinedOutput()
-			errLog, _ := os.ReadFile(jobs.LogPath(p.RunDir, st.JobName, id, "err"))
+			errLog, _ := os.ReadFile(experiment.LogPath(p.RunDir, st.JobName, id, "err"))
 			t.Fatalf("job %s: no finished marker after 2 minutes; squeue: %s; stderr of the job:\n%s", id, q, errLog)
 		}
 		time.Sleep(300 * time.Millisecond)
@@ -63,7 +63,7 @@ func TestSlurmSubmit(t *testing.T) {
 	if finished["job_id"] != id || finished["state"] != "COMPLETED" || finished["exit_code"] != "0" {
 		t.Errorf("finished = %v", finished)
 	}
-	log, err := os.ReadFile(jobs.LogPath(p.RunDir, st.JobName, id, "out"))
+	log, err := os.ReadFile(experiment.LogPath(p.RunDir, st.JobName, id, "out"))
 	if err != nil {
 		t.Fatalf("job log: %v", err)
 	}

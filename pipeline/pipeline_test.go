@@ -17,12 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/executortest"
-	"github.com/hpctl/hpctl/jobs/pipeline"
-	"github.com/hpctl/hpctl/jobs/registry"
 	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/pipeline"
 	"github.com/hpctl/hpctl/transport"
 	"github.com/hpctl/hpctl/weights"
 )
@@ -31,7 +32,7 @@ import (
 // registry, all in temporary directories.
 type fixture struct {
 	dir  string
-	spec *jobs.Loaded
+	spec *experiment.Loaded
 	reg  *registry.Registry
 	t    *executortest.Counting
 	ex   *slurm.Executor
@@ -90,7 +91,7 @@ stages:
 	if err := os.WriteFile(file, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := jobs.Load(file)
+	l, err := experiment.Load(file)
 	if err != nil {
 		t.Fatalf("spec: %v", err)
 	}
@@ -103,7 +104,7 @@ stages:
 	return &fixture{dir: dir, spec: l, reg: reg, t: c, ex: slurm.New(c, slurm.Options{})}
 }
 
-func (f *fixture) submit(t *testing.T) jobs.Run {
+func (f *fixture) submit(t *testing.T) registry.Run {
 	t.Helper()
 	sub, err := pipeline.Submit(context.Background(), f.t, f.ex, f.reg, f.spec, pipeline.SubmitOptions{Version: "test"})
 	if err != nil {
@@ -117,9 +118,9 @@ func (f *fixture) submit(t *testing.T) jobs.Run {
 	return sub.Run
 }
 
-func (f *fixture) status(t *testing.T, run jobs.Run) pipeline.RunStatus {
+func (f *fixture) status(t *testing.T, run registry.Run) pipeline.RunStatus {
 	t.Helper()
-	st, err := pipeline.Status(context.Background(), f.t, f.ex, []jobs.Run{run}, pipeline.StatusOptions{})
+	st, err := pipeline.Status(context.Background(), f.t, f.ex, []registry.Run{run}, pipeline.StatusOptions{})
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
@@ -127,7 +128,7 @@ func (f *fixture) status(t *testing.T, run jobs.Run) pipeline.RunStatus {
 }
 
 // waitRun polls status (politely) until cond holds.
-func (f *fixture) waitRun(t *testing.T, run jobs.Run, what string, cond func(pipeline.RunStatus) bool) pipeline.RunStatus {
+func (f *fixture) waitRun(t *testing.T, run registry.Run, what string, cond func(pipeline.RunStatus) bool) pipeline.RunStatus {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -151,9 +152,9 @@ func ended(st pipeline.RunStatus) bool {
 	return true
 }
 
-func marker(t *testing.T, run jobs.Run, stage, name string) map[string]string {
+func marker(t *testing.T, run registry.Run, stage, name string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(jobs.StageDir(run.RunDir, stage), jobs.MarkerDir, name))
+	b, err := os.ReadFile(filepath.Join(experiment.StageDir(run.RunDir, stage), experiment.MarkerDir, name))
 	if err != nil {
 		t.Fatalf("marker: %v", err)
 	}
@@ -191,8 +192,8 @@ func TestTwoStagesComplete(t *testing.T) {
 	}
 	// Stage two started only after stage one ended: by the markers (seconds) and by the
 	// commands' own clocks (nanoseconds).
-	end1, _ := strconv.ParseInt(marker(t, run, "one", jobs.FinishedMarker)["end_time"], 10, 64)
-	start2, _ := strconv.ParseInt(marker(t, run, "two", jobs.StartedMarker)["start_time"], 10, 64)
+	end1, _ := strconv.ParseInt(marker(t, run, "one", experiment.FinishedMarker)["end_time"], 10, 64)
+	start2, _ := strconv.ParseInt(marker(t, run, "two", experiment.StartedMarker)["start_time"], 10, 64)
 	if end1 == 0 || start2 < end1 {
 		t.Fatalf("stage two started at %d, stage one ended at %d", start2, end1)
 	}
@@ -249,12 +250,12 @@ func TestStatusOfThousandJobs(t *testing.T) {
 	f := newFixture(t, historyCmd, `true`)
 	real := f.submit(t)
 	f.waitRun(t, real, "ended", ended)
-	runs := []jobs.Run{real}
+	runs := []registry.Run{real}
 	for i := 1; i < 500; i++ {
 		r := real
 		r.ID = fmt.Sprintf("synthetic-%d", i)
 		r.RunDir = filepath.Join(f.dir, "runs", r.ID)
-		r.Stages = []jobs.RunStage{
+		r.Stages = []registry.RunStage{
 			{Name: "one", JobName: "pipe-one", JobID: strconv.Itoa(800_000_000 + 2*i), Epochs: 3},
 			{Name: "two", JobName: "pipe-two", JobID: strconv.Itoa(800_000_001 + 2*i), DependsOn: []string{"one"}},
 		}
@@ -285,7 +286,7 @@ func TestDataChecks(t *testing.T) {
 	// and col 8.
 	os.RemoveAll(filepath.Join(f.dir, "data/val/b"))
 	_, err := pipeline.Submit(context.Background(), f.t, nil, f.reg, f.spec, pipeline.SubmitOptions{DryRun: true})
-	var se *jobs.SpecError
+	var se *experiment.SpecError
 	if !errors.As(err, &se) || len(se.Problems) != 1 ||
 		se.Problems[0].String() != f.spec.File+":5:8: data.val: "+filepath.Join(f.dir, "data/val")+" holds 1 class folder(s); it needs at least two (one folder of images per class)" {
 		t.Fatalf("one class folder: %v", err)
@@ -327,7 +328,7 @@ func TestLaterSubmissionFails(t *testing.T) {
 	// The real controller refuses stage two: its partition does not exist. Stage one is
 	// already queued by then.
 	src := strings.Replace(string(f.spec.Source), "    depends_on: [one]\n", "    depends_on: [one]\n    slurm: {partition: no-such-partition}\n", 1)
-	l, err := jobs.Parse(f.spec.File, []byte(src))
+	l, err := experiment.Parse(f.spec.File, []byte(src))
 	if err == nil {
 		err = l.Validate()
 	}
@@ -343,7 +344,7 @@ func TestLaterSubmissionFails(t *testing.T) {
 		t.Fatalf("error does not say the queued jobs were cancelled: %v", err)
 	}
 	got, gerr := f.reg.Get(context.Background(), sub.Run.ID)
-	if gerr != nil || got.Status != jobs.RunFailed || !strings.Contains(got.Error, "Invalid partition") {
+	if gerr != nil || got.Status != registry.RunFailed || !strings.Contains(got.Error, "Invalid partition") {
 		t.Fatalf("recorded run: %+v, %v", got, gerr)
 	}
 	id := got.Stages[0].JobID
@@ -362,7 +363,7 @@ func TestLaterSubmissionFails(t *testing.T) {
 func TestQueuedJobsAreRecordedFirst(t *testing.T) {
 	testenv.RequireSlurm(t)
 	f := newFixture(t, `sleep 30`, `true`)
-	var seen jobs.Run
+	var seen registry.Run
 	var seenErr error
 	peek := &peekAtSecond{Transport: f.t, peek: func() {
 		runs, err := f.reg.List(context.Background())
@@ -381,12 +382,12 @@ func TestQueuedJobsAreRecordedFirst(t *testing.T) {
 	if seenErr != nil {
 		t.Fatal(seenErr)
 	}
-	if seen.Status != jobs.RunSubmitting || seen.Stages[0].JobID != sub.Run.Stages[0].JobID || seen.Stages[1].JobID != "" {
+	if seen.Status != registry.RunSubmitting || seen.Stages[0].JobID != sub.Run.Stages[0].JobID || seen.Stages[1].JobID != "" {
 		t.Fatalf("registry before the second sbatch: status %q, jobs %q %q; want submitting, %q, none",
 			seen.Status, seen.Stages[0].JobID, seen.Stages[1].JobID, sub.Run.Stages[0].JobID)
 	}
 	got, err := f.reg.Get(context.Background(), sub.Run.ID)
-	if err != nil || got.Status != jobs.RunSubmitted {
+	if err != nil || got.Status != registry.RunSubmitted {
 		t.Fatalf("after submit: %+v %v", got, err)
 	}
 }
@@ -417,7 +418,7 @@ func TestSubmitPutsWeightsInTheCache(t *testing.T) {
 	src := strings.Replace(string(f.spec.Source), "    command: [\"bash\", \"-c\", \"true\"]\n  - name: two", "  - name: two", 1)
 	cache := filepath.Join(f.dir, "weights cache")
 	src = strings.Replace(src, "container:\n", "model:\n  weights: imagenet\n  weights_cache: "+strconv.Quote(cache)+"\ncontainer:\n", 1)
-	l, err := jobs.Parse(f.spec.File, []byte(src))
+	l, err := experiment.Parse(f.spec.File, []byte(src))
 	if err == nil {
 		err = l.Validate()
 	}

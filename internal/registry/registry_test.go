@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hpctl/hpctl/internal/errkind"
-	"github.com/hpctl/hpctl/jobs"
 )
 
 // The test binary doubles as a writer process for the concurrency and crash tests.
@@ -53,20 +52,20 @@ func writer(dir, prefix, count string) int {
 
 // sampleRun is a run whose every field is derived from id and i, so a reader can tell a
 // whole record from a torn one. The padding makes records span several pages.
-func sampleRun(id string, i int) jobs.Run {
+func sampleRun(id string, i int) Run {
 	pad := strings.Repeat("x", 3000+i%500)
-	return jobs.Run{
+	return Run{
 		ID: id, SpecName: "spec-" + id, SpecFile: "/specs/" + id + ".yaml", SpecHash: pad,
-		RunDir: "/runs/" + id, Executor: "slurm", Status: jobs.RunSubmitted,
+		RunDir: "/runs/" + id, Executor: "slurm", Status: RunSubmitted,
 		SubmittedAt: time.Unix(1_700_000_000+int64(i), 0).UTC(), HpctlVersion: "test",
-		Stages: []jobs.RunStage{
+		Stages: []RunStage{
 			{Name: "frozen", JobID: strconv.Itoa(2 * i), JobName: id + "-frozen", Epochs: i},
 			{Name: "finetune", JobID: strconv.Itoa(2*i + 1), JobName: id + "-finetune", DependsOn: []string{"frozen"}, Epochs: i},
 		},
 	}
 }
 
-func checkWhole(t *testing.T, run jobs.Run) {
+func checkWhole(t *testing.T, run Run) {
 	t.Helper()
 	i := run.Stages[0].Epochs
 	want := sampleRun(run.ID, i)
@@ -96,12 +95,12 @@ func TestPutGetListLatest(t *testing.T) {
 	}
 	// Replace one: Put is an upsert.
 	updated := sampleRun("run-2", 2)
-	updated.Status, updated.Error = jobs.RunFailed, "sbatch said no"
+	updated.Status, updated.Error = RunFailed, "sbatch said no"
 	if err := r.Put(ctx, updated); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.Get(ctx, "run-2")
-	if err != nil || got.Status != jobs.RunFailed || got.Error != "sbatch said no" {
+	if err != nil || got.Status != RunFailed || got.Error != "sbatch said no" {
 		t.Fatalf("Get after update: %+v, %v", got, err)
 	}
 	runs, err := r.List(ctx)

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/golden"
-	"github.com/hpctl/hpctl/jobs"
 )
 
 var images = map[string]string{
@@ -26,7 +26,7 @@ var images = map[string]string{
 
 // TestGolden pins the script of every runtime, and checks each with bash -n and shellcheck.
 func TestGolden(t *testing.T) {
-	for _, rt := range jobs.Runtimes {
+	for _, rt := range experiment.Runtimes {
 		l := parse(t, "testdata/full.yaml")
 		l.Spec.Container.Runtime = rt
 		l.Spec.Container.Image = images[rt]
@@ -61,7 +61,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestRender(t *testing.T) {
-	l := parse(t, "../../configs/urban.yaml")
+	l := parse(t, "../configs/urban.yaml")
 	p := newPlan(t, l.Spec, "/home/u", "/home/u")
 	files, err := Render(p, l.Source)
 	if err != nil {
@@ -159,7 +159,7 @@ type stageRun struct {
 	env             []string
 }
 
-func newStageRun(t *testing.T, runtime string, command []string) (*stageRun, *jobs.Plan) {
+func newStageRun(t *testing.T, runtime string, command []string) (*stageRun, *experiment.Plan) {
 	t.Helper()
 	requireTool(t, "bash")
 	tmp := t.TempDir()
@@ -192,7 +192,7 @@ func newStageRun(t *testing.T, runtime string, command []string) (*stageRun, *jo
 }
 
 func (r *stageRun) start(stage string, extraEnv ...string) *exec.Cmd {
-	cmd := exec.Command("bash", jobs.ScriptPath(r.runDir, stage))
+	cmd := exec.Command("bash", experiment.ScriptPath(r.runDir, stage))
 	cmd.Dir = filepath.Dir(r.runDir)
 	cmd.Env = append(append([]string{}, r.env...), extraEnv...)
 	var out bytes.Buffer
@@ -219,8 +219,8 @@ func exitCode(err error) int {
 }
 
 func (r *stageRun) markers(stage string) (started, finished map[string]string) {
-	d := filepath.Join(jobs.StageDir(r.runDir, stage), jobs.MarkerDir)
-	return readMarker(r.t, filepath.Join(d, jobs.StartedMarker)), readMarker(r.t, filepath.Join(d, jobs.FinishedMarker))
+	d := filepath.Join(experiment.StageDir(r.runDir, stage), experiment.MarkerDir)
+	return readMarker(r.t, filepath.Join(d, experiment.StartedMarker)), readMarker(r.t, filepath.Join(d, experiment.FinishedMarker))
 }
 
 func TestScriptOutcomes(t *testing.T) {

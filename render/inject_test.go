@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/experiment"
 )
 
 // hostile values: each would run something, split, glob or expand if it reached the shell
@@ -42,7 +42,7 @@ func TestInjection(t *testing.T) {
 	if err := base.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	fields := jobs.StringFieldPointers(&base.Spec)
+	fields := experiment.StringFieldPointers(&base.Spec)
 	accepted, rejected := 0, 0
 	for fi, f := range fields {
 		values := slices.Clone(hostile)
@@ -84,9 +84,9 @@ func TestInjection(t *testing.T) {
 	}
 }
 
-func setField(t *testing.T, s *jobs.Spec, path, v string) {
+func setField(t *testing.T, s *experiment.Spec, path, v string) {
 	t.Helper()
-	for _, f := range jobs.StringFieldPointers(s) {
+	for _, f := range experiment.StringFieldPointers(s) {
 		if f.Path == path {
 			*f.Ptr = v
 			return
@@ -97,7 +97,7 @@ func setField(t *testing.T, s *jobs.Spec, path, v string) {
 
 func assertPositioned(t *testing.T, err error, path string) {
 	t.Helper()
-	var se *jobs.SpecError
+	var se *experiment.SpecError
 	if !errors.As(err, &se) || len(se.Problems) == 0 {
 		t.Fatalf("rejected without a SpecError: %v", err)
 	}
@@ -113,7 +113,7 @@ func assertPositioned(t *testing.T, err error, path string) {
 	}
 }
 
-func runHostile(t *testing.T, l *jobs.Loaded, runtime string) {
+func runHostile(t *testing.T, l *experiment.Loaded, runtime string) {
 	tmp := t.TempDir()
 	home := filepath.Join(tmp, "home")
 	p := newPlan(t, l.Spec, home, filepath.Join(tmp, "base"))
@@ -148,7 +148,7 @@ func runHostile(t *testing.T, l *jobs.Loaded, runtime string) {
 		if err := os.MkdirAll(argvDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("bash", jobs.ScriptPath(p.RunDir, st.Name))
+		cmd := exec.Command("bash", experiment.ScriptPath(p.RunDir, st.Name))
 		cmd.Dir = tmp
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()

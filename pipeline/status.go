@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -35,7 +37,7 @@ type StageStatus struct {
 
 // RunStatus is where one run stands: its record and its stages.
 type RunStatus struct {
-	Run    jobs.Run      `json:"run"`
+	Run    registry.Run  `json:"run"`
 	State  string        `json:"state"`
 	Stages []StageStatus `json:"stages"`
 }
@@ -60,7 +62,7 @@ const ReasonDependencyFailed = "dependency failed"
 // state from the run directory's markers, so a finished job never shows as pending or
 // unknown. Jobs left pending with DependencyNeverSatisfied are cancelled (one scancel
 // for all of them) and shown CANCELLED, "dependency failed".
-func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs []jobs.Run, opts StatusOptions) ([]RunStatus, error) {
+func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs []registry.Run, opts StatusOptions) ([]RunStatus, error) {
 	if opts.TailLines <= 0 {
 		opts.TailLines = 10
 	}
@@ -86,9 +88,9 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 			}
 			st, ok := states[s.JobID]
 			reqs = append(reqs, stageFiles{
-				Dir:  jobs.StageDir(r.RunDir, s.Name),
-				Out:  jobs.LogPath(r.RunDir, s.JobName, s.JobID, "out"),
-				Err:  jobs.LogPath(r.RunDir, s.JobName, s.JobID, "err"),
+				Dir:  experiment.StageDir(r.RunDir, s.Name),
+				Out:  experiment.LogPath(r.RunDir, s.JobName, s.JobID, "out"),
+				Err:  experiment.LogPath(r.RunDir, s.JobName, s.JobID, "err"),
 				Tail: ok && failed(st.State),
 			})
 		}
@@ -113,7 +115,7 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 				byName[s.Name] = &rs.Stages[len(rs.Stages)-1]
 				continue
 			}
-			f := files[jobs.StageDir(r.RunDir, s.Name)]
+			f := files[experiment.StageDir(r.RunDir, s.Name)]
 			started[s.Name] = f.started != nil
 			st, known := states[s.JobID]
 			ss.State, ss.Reason, ss.Node, ss.Elapsed, ss.ExitCode = st.State, st.Reason, st.Node, st.Elapsed, st.ExitCode
@@ -230,7 +232,7 @@ func failed(state string) bool {
 // runState summarises a run: the first failure wins, then anything still going, then
 // CANCELLED, and COMPLETED only when every stage completed.
 func runState(rs RunStatus) string {
-	if rs.Run.Status == jobs.RunFailed {
+	if rs.Run.Status == registry.RunFailed {
 		return jobs.StateFailed
 	}
 	var running, pending, cancelled, unknown bool
@@ -346,9 +348,9 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 		}
 		switch kind {
 		case "started":
-			d.started = jobs.ParseMarker(body)
+			d.started = experiment.ParseMarker(body)
 		case "finished":
-			d.finished = jobs.ParseMarker(body)
+			d.finished = experiment.ParseMarker(body)
 		case "history":
 			f := strings.Fields(string(body))
 			if len(f) > 0 {
@@ -371,7 +373,7 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 // StageLog picks a run's stage for logs: the named one, else the last stage (in
 // submission order) whose job has run (left the queue's pending state, and not merely
 // been cancelled while waiting, as a stage whose dependency failed is), else the first.
-func StageLog(run jobs.Run, stage string, states map[string]jobs.JobState) (jobs.RunStage, error) {
+func StageLog(run registry.Run, stage string, states map[string]jobs.JobState) (registry.RunStage, error) {
 	if stage != "" {
 		for _, s := range run.Stages {
 			if s.Name == stage {
@@ -382,10 +384,10 @@ func StageLog(run jobs.Run, stage string, states map[string]jobs.JobState) (jobs
 		for _, s := range run.Stages {
 			names = append(names, s.Name)
 		}
-		return jobs.RunStage{}, fmt.Errorf("run %s has no stage %q (stages: %s)", run.ID, stage, strings.Join(names, ", "))
+		return registry.RunStage{}, fmt.Errorf("run %s has no stage %q (stages: %s)", run.ID, stage, strings.Join(names, ", "))
 	}
 	if len(run.Stages) == 0 {
-		return jobs.RunStage{}, fmt.Errorf("run %s has no stages", run.ID)
+		return registry.RunStage{}, fmt.Errorf("run %s has no stages", run.ID)
 	}
 	pick := run.Stages[0]
 	for _, s := range run.Stages {
@@ -399,6 +401,6 @@ func StageLog(run jobs.Run, stage string, states map[string]jobs.JobState) (jobs
 }
 
 // LogFile is the path of a stage's job log ("out" or "err").
-func LogFile(run jobs.Run, s jobs.RunStage, ext string) string {
-	return jobs.LogPath(run.RunDir, s.JobName, s.JobID, ext)
+func LogFile(run registry.Run, s registry.RunStage, ext string) string {
+	return experiment.LogPath(run.RunDir, s.JobName, s.JobID, ext)
 }

@@ -23,7 +23,6 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/hpctl/hpctl/internal/errkind"
-	"github.com/hpctl/hpctl/jobs"
 )
 
 // FileName is the database's name inside the state directory.
@@ -48,13 +47,13 @@ var migrations = []string{
 // SchemaVersion is the user_version this hpctl writes.
 var SchemaVersion = len(migrations)
 
-// Registry implements jobs.Registry.
+// Registry implements Store over SQLite.
 type Registry struct {
 	db   *sql.DB
 	path string
 }
 
-var _ jobs.Registry = (*Registry)(nil)
+var _ Store = (*Registry)(nil)
 
 // Open opens (creating if needed) <dir>/registry.db and brings its schema up to date.
 func Open(ctx context.Context, dir string) (*Registry, error) {
@@ -128,7 +127,7 @@ func (r *Registry) migrate(ctx context.Context) error {
 }
 
 // Put inserts or replaces a run, atomically.
-func (r *Registry) Put(ctx context.Context, run jobs.Run) error {
+func (r *Registry) Put(ctx context.Context, run Run) error {
 	if run.ID == "" {
 		return errors.New("registry: run without an id")
 	}
@@ -146,23 +145,23 @@ func (r *Registry) Put(ctx context.Context, run jobs.Run) error {
 }
 
 // Get returns one run; a missing one wraps errkind.ErrNotFound.
-func (r *Registry) Get(ctx context.Context, id string) (jobs.Run, error) {
+func (r *Registry) Get(ctx context.Context, id string) (Run, error) {
 	var data string
 	err := r.db.QueryRowContext(ctx, `SELECT data FROM runs WHERE id = ?`, id).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
-		return jobs.Run{}, fmt.Errorf("run %q: %w", id, errkind.ErrNotFound)
+		return Run{}, fmt.Errorf("run %q: %w", id, errkind.ErrNotFound)
 	}
 	if err != nil {
-		return jobs.Run{}, fmt.Errorf("registry: read run %s: %w", id, err)
+		return Run{}, fmt.Errorf("registry: read run %s: %w", id, err)
 	}
 	return decode(id, data)
 }
 
 // List returns every run, newest first.
-func (r *Registry) List(ctx context.Context) ([]jobs.Run, error) { return r.Recent(ctx, 0) }
+func (r *Registry) List(ctx context.Context) ([]Run, error) { return r.Recent(ctx, 0) }
 
 // Recent returns the newest limit runs (all of them when limit <= 0), newest first.
-func (r *Registry) Recent(ctx context.Context, limit int) ([]jobs.Run, error) {
+func (r *Registry) Recent(ctx context.Context, limit int) ([]Run, error) {
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
@@ -171,7 +170,7 @@ func (r *Registry) Recent(ctx context.Context, limit int) ([]jobs.Run, error) {
 		return nil, fmt.Errorf("registry: list runs: %w", err)
 	}
 	defer rows.Close()
-	var out []jobs.Run
+	var out []Run
 	for rows.Next() {
 		var id, data string
 		if err := rows.Scan(&id, &data); err != nil {
@@ -190,13 +189,13 @@ func (r *Registry) Recent(ctx context.Context, limit int) ([]jobs.Run, error) {
 }
 
 // Latest returns the newest run; an empty registry wraps errkind.ErrNotFound.
-func (r *Registry) Latest(ctx context.Context) (jobs.Run, error) {
+func (r *Registry) Latest(ctx context.Context) (Run, error) {
 	runs, err := r.Recent(ctx, 1)
 	if err != nil {
-		return jobs.Run{}, err
+		return Run{}, err
 	}
 	if len(runs) == 0 {
-		return jobs.Run{}, fmt.Errorf("no runs recorded yet: %w", errkind.ErrNotFound)
+		return Run{}, fmt.Errorf("no runs recorded yet: %w", errkind.ErrNotFound)
 	}
 	return runs[0], nil
 }
@@ -213,13 +212,13 @@ func (r *Registry) Check(ctx context.Context) error {
 	return nil
 }
 
-// Close implements jobs.Registry.
+// Close implements Registry.
 func (r *Registry) Close() error { return r.db.Close() }
 
-func decode(id, data string) (jobs.Run, error) {
-	var run jobs.Run
+func decode(id, data string) (Run, error) {
+	var run Run
 	if err := json.Unmarshal([]byte(data), &run); err != nil {
-		return jobs.Run{}, fmt.Errorf("registry: run %s is unreadable: %w", id, err)
+		return Run{}, fmt.Errorf("registry: run %s is unreadable: %w", id, err)
 	}
 	return run, nil
 }

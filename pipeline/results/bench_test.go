@@ -5,9 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/testenv"
-	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/jobs/results"
+	"github.com/hpctl/hpctl/pipeline/results"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -16,7 +16,7 @@ import (
 // second fetch of the unchanged run, which must move nothing. ns/op is the second
 // fetch only (listing, checksum verification, summary, plot and report included).
 //
-//	go test ./jobs/results -run '^$' -bench Refetch -benchtime 5x
+//	go test ./pipeline/results -run '^$' -bench Refetch -benchtime 5x
 func BenchmarkRefetch(b *testing.B) {
 	remote := filepath.Join(b.TempDir(), "urban-rural-20261129-054012-a3f9")
 	run := fixture{frozenEpochs: 20, finetuneEpochs: 10, finetuneStarted: true, finetuneDone: true, checkpointBytes: 16 << 20}.write(b, remote)
@@ -30,7 +30,7 @@ func BenchmarkRefetch(b *testing.B) {
 	})
 }
 
-func benchRefetch(b *testing.B, tr transport.Transport, run jobs.Run) {
+func benchRefetch(b *testing.B, tr transport.Transport, run registry.Run) {
 	ctx := context.Background()
 	var first, second, checked int64
 	for b.Loop() {
