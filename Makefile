@@ -1,12 +1,27 @@
 # hpctl developer tasks. Each target is a thin call into scripts/ or the Go tool.
 
-.PHONY: build test demo slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
+.PHONY: build dist test demo slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
 
 COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# What `make dist` builds; scripts/test.sh cross-compiles (go vet) the same list.
+DIST_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
 build:             ## bin/hpctl, with version and commit stamped in
-	go build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/hpctl ./cmd/hpctl
+	go build -ldflags "$(LDFLAGS)" -o bin/hpctl ./cmd/hpctl
+
+dist:              ## dist/hpctl_<os>_<arch> for Linux and macOS (amd64, arm64) and dist/SHA256SUMS
+	rm -rf dist && mkdir -p dist
+	for t in $(DIST_TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; \
+		echo "dist/hpctl_$${os}_$${arch}"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" \
+			-o "dist/hpctl_$${os}_$${arch}" ./cmd/hpctl || exit 1; \
+	done
+	cd dist && { sha256sum hpctl_* 2>/dev/null || shasum -a 256 hpctl_*; } > SHA256SUMS
+	cat dist/SHA256SUMS
 
 test:              ## the whole suite as CI runs it: starts Slurm, sshd, TensorFlow venvs first
 	scripts/test.sh

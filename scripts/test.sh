@@ -4,9 +4,11 @@
 #   - system packages: shellcheck, rsync (the cluster and sshd scripts install their own)
 #   - a real single-node Slurm cluster with accounting (scripts/slurm-up.sh)
 #   - a real OpenSSH server on 127.0.0.1:2222 (scripts/sshd-up.sh)
-#   - TensorFlow virtual environments: 2.15 (Keras 2) and current (Keras 3)
-# then gofmt, go vet, staticcheck, go test ./... (integration tests must run: no skips),
-# a bounded fuzz run of the spec loader, and the trainer's suite on both TensorFlows.
+#   - TensorFlow virtual environments: 2.7 on CPython 3.8 (the NVIDIA 22.02 container's;
+#     the interpreter comes from pyenv), 2.15 (Keras 2) and current (Keras 3)
+# then gofmt, go vet (also cross-compiled for macOS and arm64), staticcheck, go test ./...
+# (integration tests must run: no skips), the end-to-end test once more on TF 2.7, a
+# bounded fuzz run of the spec loader, and the trainer's suite on all three TensorFlows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -30,8 +32,9 @@ step "sshd on 127.0.0.1"
 scripts/sshd-up.sh
 
 step "TensorFlow environments"
-scripts/trainer-venv.sh tf215 'tensorflow-cpu==2.15.*'
-scripts/trainer-venv.sh tfcur 'tensorflow-cpu'
+scripts/trainer-venv.sh tf27
+scripts/trainer-venv.sh tf215
+scripts/trainer-venv.sh tfcur
 
 step "gofmt, go vet, staticcheck"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
@@ -41,6 +44,13 @@ if [ -n "$unformatted" ]; then
     exit 1
 fi
 go vet ./...
+# hpctl ships for these too (make dist; linux/amd64 is the line above): vet compiles every
+# package and its tests for each (darwin compiles jobs/local's non-Linux fallback). About a
+# minute each on two cores with a cold build cache.
+for target in linux/arm64 darwin/amd64 darwin/arm64; do
+    echo "go vet for $target"
+    GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./...
+done
 GOBIN="$PWD/bin/tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 bin/tools/staticcheck ./...
 
@@ -51,8 +61,11 @@ export HPCTL_REQUIRE_SLURM=1 HPCTL_REQUIRE_SSH=1 HPCTL_REQUIRE_TOOLS=1 HPCTL_REQ
 export HPCTL_TEST_PYTHON="$PWD/.venv-tfcur/bin/python"
 go test -p 1 -timeout 30m ./...
 
+step "end-to-end test on TensorFlow 2.7 / Python 3.8 (the NVIDIA 22.02 container's)"
+HPCTL_TEST_PYTHON="$PWD/.venv-tf27/bin/python" go test -count=1 -timeout 20m -run '^TestPipelineEndToEnd$' ./e2e
+
 step "fuzz the spec loader (bounded)"
 go test ./experiment -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}"
 
-step "trainer: Python 3.8 syntax and pytest on TensorFlow 2.15 and current"
+step "trainer: Python 3.8 syntax and pytest on TensorFlow 2.7, 2.15 and current"
 scripts/test-trainer.sh

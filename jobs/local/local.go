@@ -64,6 +64,9 @@ var _ jobs.Executor = (*Executor)(nil)
 
 // New returns a local executor, creating its state directory.
 func New(o Options) (*Executor, error) {
+	if err := platformSupported(); err != nil {
+		return nil, err
+	}
 	if o.StateDir == "" {
 		return nil, errors.New("local executor: no state directory")
 	}

@@ -1,3 +1,8 @@
+//go:build linux
+
+// The executor runs only on Linux (proc_other.go refuses elsewhere; proc_other_test.go
+// checks that).
+
 package local_test
 
 import (

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/jobs"
@@ -28,6 +26,9 @@ const supervisorGrace = 10 * time.Second
 // returns once the job's end is recorded. It is the body of `hpctl __local-job <record>`;
 // cancelling ctx (the supervisor got SIGTERM or SIGINT) cancels the job.
 func Supervise(ctx context.Context, path string) error {
+	if err := platformSupported(); err != nil {
+		return err
+	}
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("supervise: %w", err)
@@ -241,11 +242,10 @@ func (s *supervisor) launch(r record, gpus []string) (*exec.Cmd, error) {
 	cmd.Dir = r.RunDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, stdout, stderr
 	cmd.Env = jobEnv(os.Environ(), r.ID, gpus)
-	// Pdeathsig: if the supervisor dies, the script gets SIGTERM and stops its command
-	// (the stage script's trap), rather than running on unobserved. The signal follows
-	// the thread that started the child, so this goroutine's thread stays locked to it
-	// until the script ends (golang/go#27505); wait runs on the same goroutine.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// A process group of its own; on Linux also Pdeathsig (see jobSysProcAttr). The
+	// signal follows the thread that started the child, so this goroutine's thread stays
+	// locked to it until the script ends (golang/go#27505); wait runs on the same goroutine.
+	cmd.SysProcAttr = jobSysProcAttr()
 	runtime.LockOSThread()
 	if err := cmd.Start(); err != nil {
 		runtime.UnlockOSThread()
@@ -276,15 +276,9 @@ func (s *supervisor) wait(ctx context.Context, cmd *exec.Cmd) error {
 	pid := cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() {
-		// WNOWAIT leaves the script a zombie, so its pid (the group's id) cannot be
-		// reused before the group is killed below.
-		var info unix.Siginfo
-		for {
-			err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-			if err != unix.EINTR {
-				break
-			}
-		}
+		// The script is left a zombie, so its pid (the group's id) cannot be reused
+		// before the group is killed below.
+		waitExitedNoReap(pid)
 		close(exited)
 	}()
 	select {
