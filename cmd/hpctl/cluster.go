@@ -83,6 +83,11 @@ func (e *env) newExecutor(ctx context.Context, kind string, t transport.Transpor
 
 // findRun looks a run up by id, unique id prefix, or "latest".
 func findRun(ctx context.Context, reg *registry.Registry, id string) (registry.Run, error) {
+	// Every id has the empty string as a prefix: without this, `hpctl cancel ''` (an unset
+	// shell variable) would act on whichever run happened to be the only one.
+	if strings.TrimSpace(id) == "" {
+		return registry.Run{}, usageError(errors.New("empty run id: give a run id, a unique prefix of one, or \"latest\" (hpctl runs lists them)"))
+	}
 	if id == "latest" || id == "last" {
 		return reg.Latest(ctx)
 	}

@@ -110,3 +110,34 @@ func TestFetchResultsErrors(t *testing.T) {
 		t.Errorf("missing run dir: exit %d: %s", code, stderr)
 	}
 }
+
+// An empty or blank run id is a prefix of every id; it must be refused before any command
+// acts on a run, even when only one run is recorded.
+func TestEmptyRunIDIsAUsageError(t *testing.T) {
+	dir := isolate(t)
+	want := fetchFixture(t, dir, "demo-20261129-054012-a3f9")
+	res := filepath.Join(dir, "res")
+	for _, args := range [][]string{
+		{"cancel", ""}, {"cancel", "  "}, {"logs", ""}, {"status", " "}, {"fetch-results", "--results-dir", res, ""},
+	} {
+		_, stderr, code := hpctl(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, "empty run id") {
+			t.Errorf("hpctl %q: exit %d, stderr %q; want exit %d and \"empty run id\"", args, code, stderr, exitUsage)
+		}
+	}
+	if _, err := os.Stat(res); err == nil {
+		t.Error("fetch-results with an empty id wrote a results folder")
+	}
+	reg, err := registry.Open(context.Background(), filepath.Join(dir, "state", "hpctl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	got, err := reg.Get(context.Background(), want.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != want.Status || got.Error != "" {
+		t.Errorf("run changed by refused commands: status %q error %q", got.Status, got.Error)
+	}
+}
