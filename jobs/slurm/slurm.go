@@ -143,7 +143,11 @@ func (e *Executor) Cancel(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	res, err := e.run(ctx, append([]string{"scancel"}, ids...))
+	if err := checkIDs(ids); err != nil {
+		return err
+	}
+	// "--" ends scancel's options: even a checked id never reaches it as a flag.
+	res, err := e.run(ctx, append([]string{"scancel", "--"}, ids...))
 	if err != nil {
 		return err
 	}
@@ -178,7 +182,16 @@ const sacctFields = "JobIDRaw,State,Reason,NodeList,ElapsedRaw,ExitCode,Start,En
 // answer is returned; the caller fills in the rest from the run directory's markers.
 func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.JobState, error) {
 	out := map[string]jobs.JobState{}
-	ids = uniq(ids)
+	// An id that is not a Slurm job id (a corrupt record) cannot name a job: it is left
+	// out, so it is absent from the answer like any job Slurm does not know, and the
+	// other runs' status still shows.
+	var valid []string
+	for _, id := range uniq(ids) {
+		if jobIDPattern.MatchString(id) {
+			valid = append(valid, id)
+		}
+	}
+	ids = valid
 	if len(ids) == 0 {
 		return out, nil
 	}
@@ -431,6 +444,22 @@ func message(res transport.Result) string {
 		s = strings.TrimSpace(string(res.Stdout))
 	}
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// jobIDPattern is a Slurm job id as hpctl records it: a number, or an array task
+// "<array id>_<index>".
+var jobIDPattern = regexp.MustCompile(`^[0-9]{1,20}(_[0-9]{1,10})?$`)
+
+// checkIDs refuses ids that are not Slurm job ids. They come from the registry, a file
+// anyone with the user's rights can edit: a record turned "--user=root" would otherwise
+// make scancel cancel every job the user may cancel.
+func checkIDs(ids []string) error {
+	for _, id := range ids {
+		if !jobIDPattern.MatchString(id) {
+			return fmt.Errorf("job id %q is not a Slurm job id (a tampered or corrupt run record?): not passed to Slurm", id)
+		}
+	}
+	return nil
 }
 
 func uniq(ids []string) []string {

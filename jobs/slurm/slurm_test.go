@@ -153,3 +153,35 @@ func TestParse(t *testing.T) {
 		t.Errorf("parseSacct: %+v", sa)
 	}
 }
+
+// TestTamperedIDsNeverReachSlurm: a registry record whose job id reads "--state=PENDING"
+// would make `scancel --state=PENDING` cancel every pending job of the user. Cancel must
+// refuse it without calling scancel, and Query must leave it out, while a real held job
+// of the same user stays pending.
+func TestTamperedIDsNeverReachSlurm(t *testing.T) {
+	testenv.RequireSlurm(t)
+	ctx := context.Background()
+	counted := executortest.NewCounting(transport.NewLocal())
+	e := New(counted, Options{Retry: fastRetry})
+	held, err := New(transport.NewLocal(), Options{}).Submit(ctx, jobs.SubmitRequest{Script: tinyScript(t, "#SBATCH --hold\ntrue")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer New(transport.NewLocal(), Options{}).Cancel(ctx, []string{held})
+	for _, bad := range []string{"--state=PENDING", "--user=root", "1,2", "", "12 13", "-1"} {
+		err := e.Cancel(ctx, []string{held, bad})
+		if err == nil || !strings.Contains(err.Error(), "not a Slurm job id") {
+			t.Errorf("Cancel(%q): err %v, want a refusal", bad, err)
+		}
+	}
+	if n := counted.Count("scancel"); n != 0 {
+		t.Errorf("scancel ran %d times for tampered ids", n)
+	}
+	got, err := e.Query(ctx, []string{held, "--state=PENDING", "1,2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[held].State != jobs.StatePending {
+		t.Errorf("Query = %+v; want only the held job, PENDING", got)
+	}
+}
