@@ -731,7 +731,7 @@ func TestSSHOneLogin(t *testing.T) {
 workdir: %[1]s/runs
 executor: slurm
 data: {train: %[1]s/data/train, val: %[1]s/data/val}
-slurm: {time: "00:05:00", gpus: 0, cpus_per_task: 1, mem: 64M}
+slurm: {time: "00:10:00", gpus: 0, cpus_per_task: 1, mem: 64M}
 container: {runtime: none}
 stages:
   - name: one

@@ -237,7 +237,44 @@ func (c *checker) slurmTime(path, v string, required bool) {
 	}
 	if v == "0" || strings.Trim(v, "0:-") == "" {
 		c.add(path, "%q is a zero time limit", v)
+		return
 	}
+	// Slurm sends USR2 signal_before seconds ahead of the limit: with a limit no longer
+	// than that, the job is told to stop the moment it starts and never trains.
+	if sec := slurmSeconds(v); sec <= int64(c.l.Spec.Slurm.SignalBefore) {
+		c.add(path, "%q (%d s) is not longer than slurm.signal_before (%d s): the stop signal would come as the job starts; raise the time or lower signal_before",
+			v, sec, c.l.Spec.Slurm.SignalBefore)
+	}
+}
+
+// slurmSeconds reads a time that slurmTimeRe accepted, in sbatch's forms: minutes,
+// minutes:seconds, hours:minutes:seconds, days-hours, days-hours:minutes,
+// days-hours:minutes:seconds.
+func slurmSeconds(v string) int64 {
+	var days int64
+	rest := v
+	if d, r, ok := strings.Cut(v, "-"); ok {
+		days, _ = strconv.ParseInt(d, 10, 64)
+		rest = r
+	}
+	var n []int64
+	for _, f := range strings.Split(rest, ":") {
+		x, _ := strconv.ParseInt(f, 10, 64)
+		n = append(n, x)
+	}
+	if strings.Contains(v, "-") { // days-hours[:minutes[:seconds]]
+		for len(n) < 3 {
+			n = append(n, 0)
+		}
+		return days*86400 + n[0]*3600 + n[1]*60 + n[2]
+	}
+	switch len(n) {
+	case 1:
+		return n[0] * 60
+	case 2:
+		return n[0]*60 + n[1]
+	}
+	return n[0]*3600 + n[1]*60 + n[2]
 }
 
 func (c *checker) mem(path, v string, required bool) {

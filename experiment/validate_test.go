@@ -92,6 +92,10 @@ var malformed = []struct {
 		[]string{"5:16: stages[1].init_from: stage \"b\" must depend on \"a\" (directly or not) to start from its checkpoint"}},
 	{"bad unfreeze", "name: x\nstages:\n  - name: a\n    unfreeze: some\n",
 		[]string{"4:15: stages[0].unfreeze: expected none, all, or a number of layers, found the string \"some\""}},
+	{"time no longer than signal_before", "name: x\nslurm:\n  time: '5:00'\nstages: [{name: a}]\n",
+		[]string{"3:9: slurm.time: \"5:00\" (300 s) is not longer than slurm.signal_before (300 s): the stop signal would come as the job starts; raise the time or lower signal_before"}},
+	{"stage time no longer than signal_before", "name: x\nslurm:\n  signal_before: 600\nstages:\n  - name: a\n    slurm: {time: '0-0:10'}\n",
+		[]string{"6:19: stages[0].slurm.time: \"0-0:10\" (600 s) is not longer than slurm.signal_before (600 s): the stop signal would come as the job starts; raise the time or lower signal_before"}},
 	{"stage Slurm override time", "name: x\nstages:\n  - name: a\n    slurm: {time: forever}\n",
 		[]string{"4:19: stages[0].slurm.time: \"forever\" is not a Slurm time (for example 12:00:00, 90, 1-12:00:00)"}},
 	{"newline in a value", "name: x\ndata:\n  train: \"a\\nb\"\nstages: [{name: a}]\n",
@@ -262,5 +266,14 @@ func TestParseMarker(t *testing.T) {
 	m := ParseMarker([]byte("job_id=12\n host = node 1 \nnoise\nexit_code=0\n"))
 	if m["job_id"] != "12" || m["host"] != "node 1" || m["exit_code"] != "0" || len(m) != 3 {
 		t.Errorf("ParseMarker: %v", m)
+	}
+}
+
+func TestSlurmSeconds(t *testing.T) {
+	for v, want := range map[string]int64{"90": 5400, "5:00": 300, "1:30": 90, "12:00:00": 43200,
+		"1-0": 86400, "1-2": 93600, "1-2:03": 93780, "1-2:03:04": 93784, "0-0:10": 600} {
+		if got := slurmSeconds(v); got != want {
+			t.Errorf("slurmSeconds(%q) = %d, want %d", v, got, want)
+		}
 	}
 }
