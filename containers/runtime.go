@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hpctl/hpctl/internal/homepath"
 	"github.com/hpctl/hpctl/internal/shell"
 )
 
@@ -194,10 +195,8 @@ func (w Word) String() string {
 // pathParts splits a leading home reference from the rest. A HomePath part's Text is
 // what follows $HOME (empty or starting with /).
 func pathParts(p string) []Part {
-	for _, prefix := range []string{"~", "$HOME", "${HOME}"} {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") {
-			return []Part{{HomePath, p[len(prefix):]}}
-		}
+	if rest, ok := homepath.Split(p); ok {
+		return []Part{{HomePath, rest}}
 	}
 	return []Part{{Literal, p}}
 }

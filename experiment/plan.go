@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/hpctl/hpctl/internal/homepath"
 )
 
 // Resources are a stage's effective Slurm settings: the spec's, overridden by the stage's.
@@ -88,27 +90,13 @@ func LogPath(runDir, jobName, jobID, ext string) string {
 	return path.Join(runDir, LogsDir, jobName+"-"+jobID+"."+ext)
 }
 
-// ExpandHome replaces a leading ~/ or $HOME/ (or ${HOME}/) with home. Other $ stay
-// literal: specs are data, not shell.
-func ExpandHome(p, home string) string {
-	for _, prefix := range []string{"~", "$HOME", "${HOME}"} {
-		if p == prefix {
-			return home
-		}
-		if strings.HasPrefix(p, prefix+"/") {
-			return path.Join(home, p[len(prefix)+1:])
-		}
-	}
-	return p
-}
-
 // Resolve returns a copy of the spec with home-relative paths made absolute and relative
 // data paths joined to base (the directory hpctl treats as the user's project on the
 // cluster).
 func (s Spec) Resolve(home, base string) Spec {
 	r := s
 	abs := func(p string) string {
-		p = ExpandHome(p, home)
+		p = homepath.Expand(p, home)
 		if p != "" && !path.IsAbs(p) && base != "" {
 			p = path.Join(base, p)
 		}
@@ -122,8 +110,7 @@ func (s Spec) Resolve(home, base string) Spec {
 		r.Model.Weights = abs(s.Model.Weights)
 	}
 	r.Model.WeightsCache = abs(s.Model.WeightsCache)
-	if strings.HasPrefix(s.Container.Image, "/") || strings.HasPrefix(s.Container.Image, "~/") ||
-		strings.HasPrefix(s.Container.Image, "$HOME/") || strings.HasPrefix(s.Container.Image, "${HOME}/") ||
+	if _, home := homepath.Split(s.Container.Image); home || strings.HasPrefix(s.Container.Image, "/") ||
 		strings.HasPrefix(s.Container.Image, "./") {
 		r.Container.Image = abs(s.Container.Image)
 	}

@@ -110,7 +110,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 
 	// Compute nodes usually have no internet: the weights must be in the shared cache
 	// before a job needs them, verified, or the submission stops here with nothing queued.
-	if weights.Needed(spec) && runsTrainer(plan) {
+	if weights.Needed(spec.Model.Weights) && runsTrainer(plan) {
 		if _, err := weights.Ensure(ctx, t, spec.Model.WeightsCache, spec.Model.Backbone, opts.Weights); err != nil {
 			return nil, fmt.Errorf("submit: the %s ImageNet weights are not in the cache %s and could not be put there (hpctl weights fetch retries; model.weights: none trains from scratch): %w",
 				spec.Model.Backbone, spec.Model.WeightsCache, err)

@@ -26,8 +26,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/homepath"
 	"github.com/hpctl/hpctl/trainer"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -133,7 +133,7 @@ func Ensure(ctx context.Context, tr transport.Transport, cacheDir, backbone stri
 		if err != nil {
 			return out, fmt.Errorf("weights cache %s: %w", cacheDir, err)
 		}
-		cacheDir = experiment.ExpandHome(cacheDir, home)
+		cacheDir = homepath.Expand(cacheDir, home)
 	}
 	if !path.IsAbs(cacheDir) {
 		return out, fmt.Errorf("%w: weights cache %q is not an absolute path on the cluster", errkind.ErrUsage, cacheDir)
@@ -362,6 +362,6 @@ func fileSums(p string) (string, string, error) {
 	return hexSum(hm), hexSum(hs), nil
 }
 
-// Needed reports whether a spec's model uses published ImageNet weights (the only ones
+// Needed reports whether a spec's model.weights names published ImageNet weights (the only ones
 // Ensure fetches; "none" and a path of the user's need nothing).
-func Needed(s experiment.Spec) bool { return s.Model.Weights == "imagenet" }
+func Needed(modelWeights string) bool { return modelWeights == "imagenet" }

@@ -61,7 +61,7 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 		return err
 	}
 	m := l.Spec.Model
-	if !weights.Needed(l.Spec) {
+	if !weights.Needed(l.Spec.Model.Weights) {
 		if o.json {
 			return json.NewEncoder(e.stdout).Encode(map[string]any{"backbone": m.Backbone, "needed": false})
 		}
