@@ -16,6 +16,7 @@ import (
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
+	"github.com/hpctl/hpctl/pipeline/results"
 )
 
 func init() { register(40, statusCommand) }
@@ -176,10 +177,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
 			if i == 0 {
 				run = r.Run.ID
 			}
-			epoch := ""
-			if s.Epoch > 0 || (s.State == jobs.StateRunning && s.Epochs > 0) {
-				epoch = fmt.Sprintf("%d/%d", s.Epoch, s.Epochs)
-			}
+			epoch := epochCell(s.Epoch, s.Epochs, s.State)
 			acc := ""
 			if s.BestValAccuracy != nil {
 				acc = fmt.Sprintf("%.4f", *s.BestValAccuracy)
@@ -228,4 +226,13 @@ func indent(s string) string {
 		lines[i] = "  | " + l
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// epochCell is "done/total", with "-" for a total nobody declared: a command stage that
+// writes its own history.csv has no epoch count in the spec, and "2/0" read as a bug.
+func epochCell(done, total int, state string) string {
+	if done > 0 || (state == jobs.StateRunning && total > 0) {
+		return results.EpochsOf(done, total)
+	}
+	return ""
 }

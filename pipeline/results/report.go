@@ -81,12 +81,18 @@ func Report(f *Fetched) string {
 	return b.String()
 }
 
-// Epochs is "run/planned", or just the count when the plan is unknown.
+// Epochs is "run/planned", or "run/-" when nothing declared how many (a command stage),
+// the form `hpctl status` uses too.
 func Epochs(s StageSummary) string {
-	if s.Epochs > 0 {
-		return fmt.Sprintf("%d/%d", s.EpochsRun, s.Epochs)
+	return EpochsOf(s.EpochsRun, s.Epochs)
+}
+
+// EpochsOf formats done of total epochs, total 0 meaning unknown.
+func EpochsOf(done, total int) string {
+	if total > 0 {
+		return fmt.Sprintf("%d/%d", done, total)
 	}
-	return strconv.Itoa(s.EpochsRun)
+	return fmt.Sprintf("%d/-", done)
 }
 
 // md keeps table cells intact whatever a name holds.
