@@ -94,6 +94,16 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 func (r *Registry) Path() string { return r.path }
 
 func (r *Registry) migrate(ctx context.Context) error {
+	// Read the version first, outside any transaction: in WAL mode that read never waits
+	// for a writer, so read-only commands (runs, status, logs) work while another hpctl
+	// holds the write lock. Only an out-of-date schema takes the write lock.
+	var cur int
+	if err := r.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+		return fmt.Errorf("registry %s: read schema version: %w", r.path, err)
+	}
+	if cur == SchemaVersion {
+		return nil
+	}
 	for {
 		tx, err := r.db.BeginTx(ctx, nil)
 		if err != nil {

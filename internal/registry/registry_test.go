@@ -311,3 +311,46 @@ func TestKilledWriter(t *testing.T) {
 		r.Close()
 	}
 }
+
+// TestReadsWhileAnotherProcessHoldsTheWriteLock: `hpctl runs` and `hpctl status` only
+// read, so another hpctl in the middle of a write (here a transaction that holds the
+// write lock for the whole test) must not make them fail with "database is locked".
+func TestReadsWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	w, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Put(ctx, sampleRun("held-0", 0)); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := sql.Open("sqlite", "file:"+w.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	conn, err := holder.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, "ROLLBACK")
+
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("open while another connection holds the write lock: %v", err)
+	}
+	defer r.Close()
+	runs, err := r.List(ctx)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("List while locked: %d runs, %v", len(runs), err)
+	}
+	if _, err := r.Get(ctx, "held-0"); err != nil {
+		t.Fatalf("Get while locked: %v", err)
+	}
+}
