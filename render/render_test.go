@@ -309,3 +309,31 @@ func TestTermCancelled(t *testing.T) {
 		t.Errorf("a cancelled job was requeued: %q", rec["scontrol"])
 	}
 }
+
+// TestUSR2BeforeTheCommandStarts: a job whose time limit is near as it starts gets USR2
+// at once. Without a trap installed first, bash died of it (exit 140, no marker, no log).
+// A mkdir stand-in, the script's first command, sends USR2 to the batch shell, so the
+// signal comes deterministically before the launch line.
+func TestUSR2BeforeTheCommandStarts(t *testing.T) {
+	r, _ := newStageRun(t, "none", []string{"python3", "train"})
+	bin := filepath.Join(filepath.Dir(r.argvDir), "bin")
+	early := "#!/bin/bash\nkill -USR2 \"$PPID\"\nexec /bin/mkdir \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "mkdir"), []byte(early), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := r.start("hello", "HPCTL_STANDIN=usr2", "SLURM_JOB_ID=78")
+	if code := exitCode(cmd.Wait()); code != 99 {
+		t.Errorf("exit code %d, want 99", code)
+	}
+	_, finished := r.markers("hello")
+	if finished["state"] != "REQUEUED" || finished["exit_code"] != "99" {
+		t.Errorf("finished = %v", finished)
+	}
+	rec := records(t, r.argvDir)
+	if len(rec["python3"]) != 0 {
+		t.Errorf("the command started after USR2: %q", rec["python3"])
+	}
+	if got := rec["scontrol"]; len(got) != 1 || strings.Join(got[0], " ") != "scontrol requeue 78" {
+		t.Errorf("scontrol calls = %q", got)
+	}
+}
