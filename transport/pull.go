@@ -277,7 +277,10 @@ func rsyncFiles(ctx context.Context, rsync, src, rsh, local string, files []pull
 	case errors.As(err, &exitErr) && exitErr.ExitCode() == 255 && rsh != "":
 		return tr, fmt.Errorf("rsync over ssh: %s: %w", lastLine(errb.Bytes()), errkind.ErrUnreachable)
 	default:
-		return tr, fmt.Errorf("rsync: %s: %w", lastLine(errb.Bytes()), err)
+		// Not an interruption, so nothing is worth resuming: a partial file (a disk that
+		// filled up mid-file) must not stay behind.
+		removePartials(local)
+		return tr, fmt.Errorf("rsync failed (exit %s): %s", exitStatus(err), rsyncCause(errb.Bytes()))
 	}
 	if opts.Progress != nil {
 		opts.Progress(total, total)
@@ -500,4 +503,46 @@ func parseSums(out []byte) map[string]string {
 		m[name] = line[:64]
 	}
 	return m
+}
+
+// rsyncCause is what rsync said went wrong: its "rsync:" lines name the cause ("write
+// failed on ...: No space left on device (28)"), while its last line only names the class
+// ("error in file IO (code 11)").
+func rsyncCause(stderr []byte) string {
+	var causes []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(string(stderr), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || seen[l] || !strings.HasPrefix(l, "rsync") {
+			continue
+		}
+		seen[l] = true
+		causes = append(causes, l)
+		if len(causes) == 4 {
+			break
+		}
+	}
+	if len(causes) == 0 {
+		return lastLine(stderr)
+	}
+	return strings.Join(causes, "; ")
+}
+
+func exitStatus(err error) string {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return strconv.Itoa(exitErr.ExitCode())
+	}
+	return err.Error()
+}
+
+// removePartials deletes rsync's partial directories under local.
+func removePartials(local string) {
+	_ = filepath.WalkDir(local, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == partialDirName {
+			_ = os.RemoveAll(p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -43,6 +44,10 @@ func exitCode(err error) int {
 		return exitRunFailed
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
+	case isChildExit(err):
+		// A child's exit status (rsync's 11, ssh's 255) satisfies cli.ExitCoder too, but
+		// it is not one of hpctl's codes: it must never leak out as hpctl's own.
+		return exitFailure
 	case errors.As(err, &coder):
 		return coder.ExitCode()
 	case isFlagError(err):
@@ -93,4 +98,9 @@ func hintFor(code int) string {
 		return "`hpctl runs` lists the runs this machine knows; `hpctl status RUN` shows their stages"
 	}
 	return ""
+}
+
+func isChildExit(err error) bool {
+	var exitErr *exec.ExitError
+	return errors.As(err, &exitErr)
 }
