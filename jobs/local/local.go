@@ -286,7 +286,7 @@ func (e *Executor) Cancel(ctx context.Context, ids []string) error {
 			case r.State == jobs.StatePending:
 				r.State, r.Reason, r.End = jobs.StateCancelled, reasonCancelled, now
 				return true
-			case r.State == jobs.StateRunning && eff.State == jobs.StateRunning:
+			case r.State == jobs.StateRunning && eff.State == jobs.StateRunning && eff.Reason != reasonOrphanRunning:
 				pgid = r.ChildPGID
 				r.CancelRequested = true
 				return true

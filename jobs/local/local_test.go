@@ -374,3 +374,42 @@ func TestQuery(t *testing.T) {
 		t.Errorf("unknown dependency: %v", err)
 	}
 }
+
+// TestKilledSupervisorsJobStillRunning: a job that does not stop on the SIGTERM its
+// supervisor's death sends (here it ignores it) keeps running. It must be reported
+// RUNNING, not ended, while its processes live (so its GPU is not handed out again), and
+// FAILED once they are gone.
+func TestKilledSupervisorsJobStillRunning(t *testing.T) {
+	e := newExecutor(t, []string{"0"})
+	run := t.TempDir()
+	one := submit(t, e, stage(t, run, "one", `trap '' TERM
+echo $$ > pgid
+while [ ! -e stop ]; do sleep 0.05; done`))
+	pidFile := filepath.Join(run, "pgid")
+	waitFor(t, "the script to start", func() bool { return exists(pidFile) && len(readFile(t, pidFile)) > 1 })
+	pgid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidFile)))
+	if err := syscall.Kill(local.SupervisorPID(t, e, one), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the supervisor to be gone", func() bool {
+		m, err := e.Query(context.Background(), []string{one})
+		return err == nil && m[one].Reason != ""
+	})
+	m, err := e.Query(context.Background(), []string{one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := m[one]; s.State != jobs.StateRunning || s.Reason != "supervisor died; job still running" {
+		t.Errorf("with its processes alive: %+v; want RUNNING, supervisor died; job still running", s)
+	}
+	if len(local.GroupMembers(pgid)) == 0 {
+		t.Fatal("the job's processes are gone already; the test proves nothing")
+	}
+	if err := os.WriteFile(filepath.Join(run, "stop"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	states := waitTerminal(t, e, one)
+	if s := states[one]; s.State != jobs.StateFailed || s.Reason != "supervisor died" {
+		t.Errorf("after its processes ended: %+v", s)
+	}
+}

@@ -65,6 +65,7 @@ const (
 	reasonNonZeroExit    = "NonZeroExitCode"
 	reasonCancelled      = "cancelled"
 	reasonSupervisorDied = "supervisor died"
+	reasonOrphanRunning  = "supervisor died; job still running"
 	reasonNeverStarted   = "supervisor never started"
 )
 
@@ -188,6 +189,13 @@ func effective(path string, r record, now time.Time) record {
 			return again
 		}
 		r = again
+	}
+	// The supervisor is gone but its job's processes may not be (a command that takes its
+	// time over SIGTERM, or ignores it): until the group is gone the job still runs and
+	// still holds its GPUs.
+	if r.State == jobs.StateRunning && r.ChildPGID > 0 && groupIsJob(r.ChildPGID, r.ID) {
+		r.Reason = reasonOrphanRunning
+		return r
 	}
 	if r.SupervisorPID == 0 {
 		r.Reason = reasonNeverStarted
