@@ -9,22 +9,8 @@ import (
 	"strings"
 
 	"github.com/hpctl/hpctl/internal/homepath"
+	"github.com/hpctl/hpctl/jobs"
 )
-
-// Resources are a stage's effective Slurm settings: the spec's, overridden by the stage's.
-type Resources struct {
-	Partition    string
-	Account      string
-	QOS          string
-	Time         string
-	GPUs         int
-	CPUsPerTask  int
-	Mem          string
-	Nodes        int
-	SignalBefore int
-	Requeue      bool
-	Extra        []string
-}
 
 // PlannedStage is one job to submit.
 type PlannedStage struct {
@@ -32,62 +18,44 @@ type PlannedStage struct {
 	DependsOn []string
 	// JobName is the Slurm job name, <spec name>-<stage name>; logs are named after it.
 	JobName   string
-	Resources Resources
+	Resources jobs.Resources
 	// Command is the argv the job runs (inside the container), already resolved.
 	Command []string
 	// Trainer is true when the stage runs hpctl's trainer rather than a user command.
 	Trainer bool
+	// Epochs is how many epochs status counts for the stage: the trainer's, or for a
+	// stage that runs its own command only what the user wrote (the default of 10 would
+	// show a command as "0/10" forever); 0 when unknown.
+	Epochs int
+	// Paths are where the stage's files live in the run directory.
+	Paths StagePaths
 }
 
-// Plan is the ordered list of jobs of one run: every stage comes after the stages it
-// depends on. RunDir is absolute on the cluster.
+// DataCheck is a data folder to check on the cluster before anything is staged, with
+// the spec position a problem with it is reported at.
+type DataCheck struct {
+	Key  string // the spec key, data.train or data.val
+	Path string // resolved
+	Pos  Pos
+}
+
+// Plan is everything a run needs once the spec is read: the ordered jobs (every stage
+// after the stages it depends on), the resolved spec, the source to stage, and the spec
+// positions that problems found later (on the cluster) are reported at. Nothing after
+// planning goes back to the loaded YAML. RunDir is absolute on the cluster.
 type Plan struct {
 	RunID  string
 	RunDir string
+	// Spec is the resolved spec: home-relative and relative paths made absolute.
 	Spec   Spec
 	Stages []PlannedStage
-}
-
-// Run-directory layout; docs/run-directory.md is the contract with the job scripts and
-// the trainer.
-const (
-	SpecFile         = "spec.yaml"
-	ResolvedSpecFile = "spec.resolved.json"
-	TrainerDir       = "trainer"
-	StagesDir        = "stages"
-	LogsDir          = "logs"
-	ScriptFile       = "job.sh"
-	MarkerDir        = ".hpctl"
-	StartedMarker    = "started"
-	FinishedMarker   = "finished"
-	HistoryFile      = "history.csv"
-	MetricsFile      = "metrics.json"
-	EvaluationFile   = "evaluation.json"
-)
-
-// ParseMarker reads a marker file's key=value lines (docs/run-directory.md). Lines
-// without '=' are skipped, so a marker from a newer hpctl still reads.
-func ParseMarker(b []byte) map[string]string {
-	m := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
-			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
-	return m
-}
-
-// StageDir is a stage's directory inside the run directory.
-func StageDir(runDir, stage string) string { return path.Join(runDir, StagesDir, stage) }
-
-// ScriptPath is where a stage's job script is staged.
-func ScriptPath(runDir, stage string) string {
-	return path.Join(StageDir(runDir, stage), ScriptFile)
-}
-
-// LogPath is a job's stdout (ext "out") or stderr (ext "err") file.
-func LogPath(runDir, jobName, jobID, ext string) string {
-	return path.Join(runDir, LogsDir, jobName+"-"+jobID+"."+ext)
+	// Source is the spec file exactly as read (staged as spec.yaml), SpecFile where it
+	// was read from and SpecHash its digest; empty for a plan made from a Spec value.
+	Source   []byte
+	SpecFile string
+	SpecHash string
+	// DataChecks are the data folders to check on the cluster.
+	DataChecks []DataCheck
 }
 
 // Resolve returns a copy of the spec with home-relative paths made absolute and relative
@@ -127,13 +95,38 @@ func (s Spec) Resolve(home, base string) Spec {
 	return r
 }
 
-// NewPlan orders the stages and computes each one's resources and command. The spec must
-// be valid and resolved (absolute paths).
+// Plan resolves the loaded (valid) spec against the cluster's home and base directory
+// (see Spec.Resolve) and plans run runID: NewPlan, plus what only the file knows: its
+// source, which epoch counts the user wrote, and where each data path was written.
+func (l *Loaded) Plan(home, base, runID string) (*Plan, error) {
+	p, err := NewPlan(l.Spec.Resolve(home, base), runID)
+	if err != nil {
+		return nil, err
+	}
+	p.Source, p.SpecFile, p.SpecHash = l.Source, l.File, Hash(l.Source)
+	for i := range p.Stages {
+		ps := &p.Stages[i]
+		for j, st := range l.Spec.Stages {
+			if st.Name == ps.Name && !ps.Trainer && !l.Has(fmt.Sprintf("stages[%d].epochs", j)) {
+				ps.Epochs = 0
+			}
+		}
+	}
+	for i := range p.DataChecks {
+		p.DataChecks[i].Pos = l.PosOf(p.DataChecks[i].Key)
+	}
+	return p, nil
+}
+
+// NewPlan orders the stages and computes each one's resources, command, epoch count and
+// paths. The spec must be valid and resolved (absolute paths).
 func NewPlan(s Spec, runID string) (*Plan, error) {
 	if !path.IsAbs(s.Workdir) {
 		return nil, fmt.Errorf("plan: workdir %q is not absolute; resolve the spec first", s.Workdir)
 	}
-	p := &Plan{RunID: runID, RunDir: path.Join(s.Workdir, runID), Spec: s}
+	p := &Plan{RunID: runID, RunDir: path.Join(s.Workdir, runID), Spec: s, DataChecks: []DataCheck{
+		{Key: "data.train", Path: s.Data.Train}, {Key: "data.val", Path: s.Data.Val},
+	}}
 	order, err := topoOrder(s.Stages)
 	if err != nil {
 		return nil, err
@@ -145,13 +138,15 @@ func NewPlan(s Spec, runID string) (*Plan, error) {
 			DependsOn: append([]string(nil), st.DependsOn...),
 			JobName:   s.Name + "-" + st.Name,
 			Resources: stageResources(s.Slurm, st.Slurm),
+			Epochs:    st.Epochs,
+			Paths:     PathsOf(st.Name),
 		}
 		if len(st.Command) > 0 {
 			ps.Command = append([]string(nil), st.Command...)
 		} else {
 			ps.Trainer = true
 			ps.Command = []string{
-				s.Container.Python, path.Join(p.RunDir, TrainerDir, "train.py"), "train",
+				s.Container.Python, path.Join(p.RunDir, TrainerDir, TrainerMain), "train",
 				"--spec", path.Join(p.RunDir, ResolvedSpecFile),
 				"--stage", st.Name,
 				"--run-dir", p.RunDir,
@@ -162,8 +157,8 @@ func NewPlan(s Spec, runID string) (*Plan, error) {
 	return p, nil
 }
 
-func stageResources(g Slurm, o StageSlurm) Resources {
-	r := Resources{
+func stageResources(g Slurm, o StageSlurm) jobs.Resources {
+	r := jobs.Resources{
 		Partition: g.Partition, Account: g.Account, QOS: g.QOS, Time: g.Time, GPUs: g.GPUs,
 		CPUsPerTask: g.CPUsPerTask, Mem: g.Mem, Nodes: g.Nodes, SignalBefore: g.SignalBefore,
 		Requeue: g.Requeue, Extra: append([]string(nil), g.Extra...),
@@ -238,16 +233,17 @@ type resolvedSpec struct {
 }
 
 type resolvedStage struct {
-	Name            string    `json:"name"`
-	DependsOn       []string  `json:"depends_on"`
-	InitFrom        string    `json:"init_from"`
-	UnfreezeLayers  int       `json:"unfreeze_layers"`
-	Epochs          int       `json:"epochs"`
-	StepsPerEpoch   int       `json:"steps_per_epoch"`
-	ValidationSteps int       `json:"validation_steps"`
-	Optimizer       Optimizer `json:"optimizer"`
-	GPUs            int       `json:"gpus"`
-	Command         []string  `json:"command"`
+	Name            string     `json:"name"`
+	DependsOn       []string   `json:"depends_on"`
+	InitFrom        string     `json:"init_from"`
+	UnfreezeLayers  int        `json:"unfreeze_layers"`
+	Epochs          int        `json:"epochs"`
+	StepsPerEpoch   int        `json:"steps_per_epoch"`
+	ValidationSteps int        `json:"validation_steps"`
+	Optimizer       Optimizer  `json:"optimizer"`
+	GPUs            int        `json:"gpus"`
+	Command         []string   `json:"command"`
+	Paths           StagePaths `json:"paths"`
 }
 
 // ResolvedJSON is spec.resolved.json: every default filled in, in plan order.
@@ -261,6 +257,7 @@ func (p *Plan) ResolvedJSON() ([]byte, error) {
 			UnfreezeLayers: st.Unfreeze.LayerCount(), Epochs: st.Epochs,
 			StepsPerEpoch: st.StepsPerEpoch, ValidationSteps: st.ValidationSteps,
 			Optimizer: st.Optimizer, GPUs: ps.Resources.GPUs, Command: nonNil(st.Command),
+			Paths: ps.Paths,
 		}
 		r.Stages = append(r.Stages, rs)
 	}

@@ -161,9 +161,6 @@ var Backbones = map[string]int{
 // Runtimes lists the container runtimes; containers.Lookup has one implementation each.
 var Runtimes = []string{"pyxis", "apptainer", "singularity", "docker", "podman", "none"}
 
-// Executors lists where scripts run; auto picks slurm when sbatch is reachable.
-var Executors = []string{"auto", "slurm", "local"}
-
 // Optimizers lists the optimizer names the trainer accepts.
 var Optimizers = []string{"rmsprop", "adam", "sgd"}
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/hpctl/hpctl/jobs"
 )
 
 // Load reads, decodes and validates a spec file. Every problem is reported at once.
@@ -109,8 +111,8 @@ func (l *Loaded) Validate() error {
 	if strings.ContainsAny(s.Workdir, "\"%\\") {
 		c.add("workdir", "%q contains \", %% or \\, which Slurm's #SBATCH --output cannot carry; choose another directory", s.Workdir)
 	}
-	if !slices.Contains(Executors, s.Executor) {
-		c.oneOf("executor", s.Executor, Executors)
+	if !slices.Contains(jobs.ExecutorNames, s.Executor) {
+		c.oneOf("executor", s.Executor, jobs.ExecutorNames)
 	}
 	if strings.HasPrefix(s.Cluster.Host, "-") || strings.ContainsAny(s.Cluster.Host, " \t") {
 		c.add("cluster.host", "%q is not an ssh destination", s.Cluster.Host)

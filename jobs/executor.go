@@ -44,6 +44,34 @@ func Terminal(state string) bool {
 	return false
 }
 
+// Executor names, as the spec's executor key and --executor take them. Auto is not an
+// executor: it picks Slurm when sbatch answers, else local.
+const (
+	ExecutorAuto  = "auto"
+	ExecutorSlurm = "slurm"
+	ExecutorLocal = "local"
+)
+
+// ExecutorNames lists the values of the spec's executor key.
+var ExecutorNames = []string{ExecutorAuto, ExecutorSlurm, ExecutorLocal}
+
+// Resources are a job's effective scheduler settings: the spec's, overridden by the
+// stage's. The Slurm executor finds them as #SBATCH lines in the script; an executor that
+// does not read the script (the local one) takes them from the SubmitRequest.
+type Resources struct {
+	Partition    string
+	Account      string
+	QOS          string
+	Time         string
+	GPUs         int
+	CPUsPerTask  int
+	Mem          string
+	Nodes        int
+	SignalBefore int
+	Requeue      bool
+	Extra        []string
+}
+
 // SubmitRequest is one stage's job.
 type SubmitRequest struct {
 	RunID  string
@@ -54,7 +82,7 @@ type SubmitRequest struct {
 	JobName string
 	// DependsOn are job IDs that must complete successfully first (afterok).
 	DependsOn []string
-	GPUs      int
+	Resources Resources
 }
 
 // Executor is where scripts run: Slurm, or the local machine. Every implementation must

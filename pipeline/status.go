@@ -10,6 +10,7 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/internal/shell"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -285,19 +286,22 @@ type stageData struct {
 // and logs never hold that byte. The paths come on stdin rather than as arguments so
 // that one command serves any number of stages (a command line over ssh is one string,
 // limited to 128 KiB by Linux), and never inside the script text, so nothing needs
-// quoting. Spec validation keeps newlines out of these paths.
-const readScript = `n=$1
+// quoting. Spec validation keeps newlines out of these paths. File names come from the
+// layout constants.
+var readScript = `n=$1
+markers=` + shell.Quote(experiment.MarkerDir) + `; history=` + shell.Quote(experiment.HistoryFile) + `
+started=` + shell.Quote(experiment.StartedMarker) + `; finished=` + shell.Quote(experiment.FinishedMarker) + `
 while IFS= read -r d && IFS= read -r out && IFS= read -r err && IFS= read -r want; do
-	for m in started finished; do
-		if [ -f "$d/.hpctl/$m" ]; then printf '\036%s %s\n' "$m" "$d"; cat "$d/.hpctl/$m"; fi
+	for m in "$started" "$finished"; do
+		if [ -f "$d/$markers/$m" ]; then printf '\036%s %s\n' "$m" "$d"; cat "$d/$markers/$m"; fi
 	done
-	if [ -f "$d/history.csv" ]; then
+	if [ -f "$d/$history" ]; then
 		printf '\036history %s\n' "$d"
 		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "val_accuracy") c = i; next }
 			NF > 1 { n++; if (c && $c != "" && (best == "" || $c + 0 > best + 0)) best = $c }
-			END { print n + 0, best }' "$d/history.csv"
+			END { print n + 0, best }' "$d/$history"
 	fi
-	if [ "$want" = 1 ] || { [ -f "$d/.hpctl/finished" ] && ! grep -qx 'exit_code=0' "$d/.hpctl/finished"; }; then
+	if [ "$want" = 1 ] || { [ -f "$d/$markers/$finished" ] && ! grep -qx 'exit_code=0' "$d/$markers/$finished"; }; then
 		if [ -f "$err" ]; then printf '\036err %s\n' "$d"; tail -n "$n" "$err"; fi
 		if [ -f "$out" ]; then printf '\036out %s\n' "$d"; tail -n "$n" "$out"; fi
 	fi
@@ -347,9 +351,9 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 			continue
 		}
 		switch kind {
-		case "started":
+		case experiment.StartedMarker:
 			d.started = experiment.ParseMarker(body)
-		case "finished":
+		case experiment.FinishedMarker:
 			d.finished = experiment.ParseMarker(body)
 		case "history":
 			f := strings.Fields(string(body))

@@ -8,19 +8,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hpctl/hpctl/experiment"
-	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
-	"github.com/hpctl/hpctl/render"
 	"github.com/hpctl/hpctl/transport"
 	"github.com/hpctl/hpctl/weights"
 )
@@ -44,16 +41,9 @@ type Submission struct {
 	Run  registry.Run
 	Plan *experiment.Plan
 	// Files are the run directory's files (what a dry run shows).
-	Files []render.File
+	Files []transport.File
 	// Order is the stage names in submission order.
 	Order []string
-}
-
-// NewRunID returns <name>-<UTC yyyymmdd-hhmmss>-<4 hex>.
-func NewRunID(name string, now time.Time) string {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return name + "-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
 // Submit resolves the validated spec l against the cluster, checks the data folders
@@ -68,40 +58,27 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	if opts.Now != nil {
 		now = opts.Now
 	}
-	home, err := t.Home(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("submit: %w", err)
-	}
-	wd, err := t.Getwd(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("submit: %w", err)
-	}
-	spec := l.Spec.Resolve(home, wd)
 	submitted := now()
-	plan, err := experiment.NewPlan(spec, NewRunID(spec.Name, submitted))
+	prep, err := Prepare(ctx, t, l, PrepareOptions{Now: func() time.Time { return submitted }})
 	if err != nil {
-		return nil, fmt.Errorf("submit: %w", err)
+		return nil, wrapf("submit", err)
 	}
-	if err := checkData(ctx, t, l, spec); err != nil {
+	plan, files, spec := prep.Plan, prep.Files, prep.Plan.Spec
+	if err := checkData(ctx, t, plan); err != nil {
 		return nil, err
 	}
-	files, err := render.Render(plan, l.Source)
-	if err != nil {
-		return nil, fmt.Errorf("submit: %w", err)
-	}
-	files = withLogsDir(files)
 	sub := &Submission{Plan: plan, Files: files}
 	for _, st := range plan.Stages {
 		sub.Order = append(sub.Order, st.Name)
 	}
 	run := registry.Run{
-		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(l.File), SpecHash: experiment.Hash(l.Source),
+		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(plan.SpecFile), SpecHash: plan.SpecHash,
 		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: registry.RunSubmitted,
 		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version,
 	}
 	for _, st := range plan.Stages {
 		run.Stages = append(run.Stages, registry.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,
-			Epochs: epochsOf(l, st)})
+			Epochs: st.Epochs})
 	}
 	sub.Run = run
 	if opts.DryRun {
@@ -117,11 +94,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 	}
 
-	tf := make([]transport.File, len(files))
-	for i, f := range files {
-		tf[i] = transport.File{Path: f.Path, Data: f.Data, Mode: f.Mode}
-	}
-	if err := t.Stage(ctx, plan.RunDir, tf); err != nil {
+	if err := t.Stage(ctx, plan.RunDir, files); err != nil {
 		return nil, fmt.Errorf("submit: stage the run directory: %w", err)
 	}
 
@@ -140,8 +113,8 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 		id, err := ex.Submit(ctx, jobs.SubmitRequest{
 			RunID: plan.RunID, RunDir: plan.RunDir, Stage: st.Name,
-			Script: experiment.ScriptPath(plan.RunDir, st.Name), JobName: st.JobName,
-			DependsOn: deps, GPUs: st.Resources.GPUs,
+			Script: path.Join(plan.RunDir, st.Paths.Script), JobName: st.JobName,
+			DependsOn: deps, Resources: st.Resources,
 		})
 		if err != nil {
 			err = fmt.Errorf("submit stage %s: %w", st.Name, err)
@@ -194,22 +167,6 @@ func abandon(ctx context.Context, ex jobs.Executor, reg registry.Store, run *reg
 	return fmt.Errorf("%w; run %s is recorded as failed", cause, run.ID)
 }
 
-// epochsOf is how many epochs status counts for a stage: the trainer's, or for a stage
-// that runs its own command, only what the user wrote (the default of 10 would show a
-// command as "0/10" forever).
-func epochsOf(l *experiment.Loaded, st experiment.PlannedStage) int {
-	for i, s := range l.Spec.Stages {
-		if s.Name != st.Name {
-			continue
-		}
-		if !st.Trainer && !l.Has(fmt.Sprintf("stages[%d].epochs", i)) {
-			return 0
-		}
-		return s.Epochs
-	}
-	return 0
-}
-
 // absPath records where the spec was read from in a form that still means something from
 // another directory; it falls back to the path as given.
 func absPath(p string) string {
@@ -228,17 +185,6 @@ func runsTrainer(p *experiment.Plan) bool {
 		}
 	}
 	return false
-}
-
-// withLogsDir adds logs/.keep: Slurm opens a job's --output before the script runs, so
-// logs/ must exist when the job starts.
-func withLogsDir(files []render.File) []render.File {
-	for _, f := range files {
-		if f.Path == experiment.LogsDir || strings.HasPrefix(f.Path, experiment.LogsDir+"/") {
-			return files
-		}
-	}
-	return append(files, render.File{Path: experiment.LogsDir + "/.keep", Mode: 0o644})
 }
 
 // hostOf is the ssh destination of t, "" for the local transport.
@@ -261,43 +207,32 @@ const checkDataScript = `for d in "$@"; do
 	echo "$n"
 done`
 
-// CheckData checks on the cluster, in one command, that data.train and data.val exist
-// and each holds at least two class folders. Failures wrap errkind.ErrUsage and name
-// the path.
-func CheckData(ctx context.Context, t transport.Transport, s experiment.Spec) error {
-	problems, err := dataProblems(ctx, t, s)
-	if err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		msgs := make([]string, len(problems))
-		for i, p := range problems {
-			msgs[i] = p.key + ": " + p.msg
-		}
-		return fmt.Errorf("%w: %s", errkind.ErrUsage, strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
-// checkData is CheckData reporting each problem at the key of the spec file it is about,
-// as validation does: the data exists on the cluster, so this is where it is checked.
-func checkData(ctx context.Context, t transport.Transport, l *experiment.Loaded, s experiment.Spec) error {
-	problems, err := dataProblems(ctx, t, s)
+// checkData checks on the cluster, in one command, that data.train and data.val exist
+// and each holds at least two class folders. It reports each problem at the spec
+// position the plan recorded for it, as validation does: the data exists on the cluster,
+// so this is where it is checked.
+func checkData(ctx context.Context, t transport.Transport, p *experiment.Plan) error {
+	problems, err := dataProblems(ctx, t, p.DataChecks)
 	if err != nil || len(problems) == 0 {
 		return err
 	}
 	se := &experiment.SpecError{}
-	for _, p := range problems {
-		se.Problems = append(se.Problems, experiment.Problem{File: l.File, Pos: l.PosOf(p.key), Msg: p.key + ": " + p.msg})
+	for _, pr := range problems {
+		se.Problems = append(se.Problems, experiment.Problem{File: p.SpecFile, Pos: pr.check.Pos, Msg: pr.check.Key + ": " + pr.msg})
 	}
 	return se
 }
 
-type dataProblem struct{ key, msg string }
+type dataProblem struct {
+	check experiment.DataCheck
+	msg   string
+}
 
-func dataProblems(ctx context.Context, t transport.Transport, s experiment.Spec) ([]dataProblem, error) {
-	keys := []string{"data.train", "data.val"}
-	paths := []string{s.Data.Train, s.Data.Val}
+func dataProblems(ctx context.Context, t transport.Transport, checks []experiment.DataCheck) ([]dataProblem, error) {
+	paths := make([]string, len(checks))
+	for i, c := range checks {
+		paths[i] = c.Path
+	}
 	res, err := t.Run(ctx, append([]string{"sh", "-c", checkDataScript, "sh"}, paths...), nil)
 	if err != nil {
 		return nil, fmt.Errorf("check the data folders on the cluster: %w", err)
@@ -317,13 +252,13 @@ func dataProblems(ctx context.Context, t transport.Transport, s experiment.Spec)
 	for i, l := range lines {
 		switch l {
 		case "missing":
-			problems = append(problems, dataProblem{keys[i], paths[i] + " does not exist on the cluster"})
+			problems = append(problems, dataProblem{checks[i], paths[i] + " does not exist on the cluster"})
 		case "notdir":
-			problems = append(problems, dataProblem{keys[i], paths[i] + " is not a directory"})
+			problems = append(problems, dataProblem{checks[i], paths[i] + " is not a directory"})
 		default:
 			n, _ := strconv.Atoi(l)
 			if n < 2 {
-				problems = append(problems, dataProblem{keys[i], fmt.Sprintf("%s holds %d class folder(s); it needs at least two (one folder of images per class)", paths[i], n)})
+				problems = append(problems, dataProblem{checks[i], fmt.Sprintf("%s holds %d class folder(s); it needs at least two (one folder of images per class)", paths[i], n)})
 			}
 		}
 	}

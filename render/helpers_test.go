@@ -166,3 +166,13 @@ func readMarker(t *testing.T, path string) map[string]string {
 	}
 	return m
 }
+
+// planOf plans a loaded spec as submit does (its source, epoch counts and positions).
+func planOf(t *testing.T, l *experiment.Loaded, home, base string) *experiment.Plan {
+	t.Helper()
+	p, err := l.Plan(home, base, testRunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -116,8 +116,8 @@ func assertPositioned(t *testing.T, err error, path string) {
 func runHostile(t *testing.T, l *experiment.Loaded, runtime string) {
 	tmp := t.TempDir()
 	home := filepath.Join(tmp, "home")
-	p := newPlan(t, l.Spec, home, filepath.Join(tmp, "base"))
-	files, err := Render(p, l.Source)
+	p := planOf(t, l, home, filepath.Join(tmp, "base"))
+	files, err := Render(p)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

@@ -13,19 +13,11 @@ import (
 	"github.com/hpctl/hpctl/containers"
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/shell"
+	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/templates"
 	"github.com/hpctl/hpctl/trainer"
+	"github.com/hpctl/hpctl/transport"
 )
-
-// File is one file of a run directory.
-type File struct {
-	// Path is slash-separated and relative to the run directory.
-	Path string
-	// Mode is the file's permission bits; with fs.ModeDir set, the entry is an empty
-	// directory to create and Data is nil.
-	Mode fs.FileMode
-	Data []byte
-}
 
 var stageTmpl = template.Must(template.New("stage.sh.tmpl").Funcs(template.FuncMap{
 	"q": shell.Quote,
@@ -35,20 +27,20 @@ var stageTmpl = template.Must(template.New("stage.sh.tmpl").Funcs(template.FuncM
 }).ParseFS(templates.FS, "stage.sh.tmpl"))
 
 // Render returns every file of the plan's run directory, in a stable order: spec.yaml
-// (source, byte for byte), spec.resolved.json, logs/.keep, the trainer, and
-// stages/<name>/job.sh.
-func Render(p *experiment.Plan, source []byte) ([]File, error) {
+// (the plan's source, byte for byte), spec.resolved.json, logs/.keep, the trainer, and
+// stages/<name>/job.sh. The files go as they are to WriteDir or a transport's Stage.
+func Render(p *experiment.Plan) ([]transport.File, error) {
 	resolved, err := p.ResolvedJSON()
 	if err != nil {
 		return nil, err
 	}
-	files := []File{
-		{Path: experiment.SpecFile, Mode: 0o644, Data: source},
+	files := []transport.File{
+		{Path: experiment.SpecFile, Mode: 0o644, Data: p.Source},
 		{Path: experiment.ResolvedSpecFile, Mode: 0o644, Data: resolved},
 		// Slurm opens --output and --error before the script runs and does not create
 		// their directory: without it the job fails with no log at all. An empty file
 		// rather than a directory entry, so every transport carries it as it is.
-		{Path: experiment.LogsDir + "/.keep", Mode: 0o644, Data: []byte{}},
+		{Path: path.Join(experiment.LogsDir, experiment.LogsKeep), Mode: 0o644, Data: []byte{}},
 	}
 	err = fs.WalkDir(trainer.FS, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -58,7 +50,7 @@ func Render(p *experiment.Plan, source []byte) ([]File, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, File{Path: path.Join(experiment.TrainerDir, name), Mode: 0o644, Data: data})
+		files = append(files, transport.File{Path: path.Join(experiment.TrainerDir, name), Mode: 0o644, Data: data})
 		return nil
 	})
 	if err != nil {
@@ -69,7 +61,7 @@ func Render(p *experiment.Plan, source []byte) ([]File, error) {
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, File{Path: path.Join(experiment.StagesDir, st.Name, experiment.ScriptFile), Mode: 0o755, Data: script})
+		files = append(files, transport.File{Path: st.Paths.Script, Mode: 0o755, Data: script})
 	}
 	return files, nil
 }
@@ -80,15 +72,19 @@ func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	logs := path.Join(p.RunDir, experiment.LogsDir, "%x-%j")
 	data := struct {
 		RunID, RunDir, Stage, JobName, Runtime, LogOut, LogErr, Launch string
-		R                                                              experiment.Resources
-		MakeDirs                                                       []string
+		// The layout, from experiment's constants.
+		StagesDir, MarkerDir, LogsDir, Started, Finished string
+		R                                                jobs.Resources
+		MakeDirs                                         []string
 	}{
 		RunID: p.RunID, RunDir: p.RunDir, Stage: st.Name, JobName: st.JobName,
-		Runtime: p.Spec.Container.Runtime, LogOut: logs + ".out", LogErr: logs + ".err",
+		Runtime: p.Spec.Container.Runtime,
+		LogOut:  experiment.LogPattern(p.RunDir, "out"), LogErr: experiment.LogPattern(p.RunDir, "err"),
 		Launch: wrap(words, len(st.Command)), R: st.Resources,
+		StagesDir: experiment.StagesDir, MarkerDir: experiment.MarkerDir, LogsDir: experiment.LogsDir,
+		Started: experiment.StartedMarker, Finished: experiment.FinishedMarker,
 	}
 	if st.Trainer && p.Spec.Model.WeightsCache != "" {
 		// enroot and apptainer refuse to mount a directory that does not exist yet.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/golden"
+	"github.com/hpctl/hpctl/transport"
 )
 
 var images = map[string]string{
@@ -62,12 +63,12 @@ func TestGolden(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	l := parse(t, "../configs/urban.yaml")
-	p := newPlan(t, l.Spec, "/home/u", "/home/u")
-	files, err := Render(p, l.Source)
+	p := planOf(t, l, "/home/u", "/home/u")
+	files, err := Render(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byPath := map[string]File{}
+	byPath := map[string]transport.File{}
 	for _, f := range files {
 		byPath[f.Path] = f
 	}
@@ -99,7 +100,7 @@ func TestRender(t *testing.T) {
 
 func TestWriteDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "parent", "run")
-	files := []File{{Path: "a.txt", Data: []byte("a")}, {Path: "stages/s/job.sh", Mode: 0o755, Data: []byte("#!/bin/bash\n")}}
+	files := []transport.File{{Path: "a.txt", Data: []byte("a")}, {Path: "stages/s/job.sh", Mode: 0o755, Data: []byte("#!/bin/bash\n")}}
 	if err := WriteDir(files, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestWriteDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "keep"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteDir([]File{{Path: "a.txt", Data: []byte("b")}}, dir); err != nil {
+	if err := WriteDir([]transport.File{{Path: "a.txt", Data: []byte("b")}}, dir); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "a.txt")); string(b) != "b" {
@@ -129,7 +130,7 @@ func TestWriteDir(t *testing.T) {
 	}
 	// A bad path fails before anything is written.
 	bad := filepath.Join(t.TempDir(), "bad")
-	if err := WriteDir([]File{{Path: "ok"}, {Path: "../escape"}}, bad); err == nil {
+	if err := WriteDir([]transport.File{{Path: "ok"}, {Path: "../escape"}}, bad); err == nil {
 		t.Error("a path outside the directory was accepted")
 	}
 	if _, err := os.Stat(bad); !os.IsNotExist(err) {
@@ -142,7 +143,7 @@ func TestWriteDirInterrupted(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "run")
 	// A file where a directory must go makes the second file fail.
-	files := []File{{Path: "x", Data: []byte("1")}, {Path: "x/y", Data: []byte("2")}}
+	files := []transport.File{{Path: "x", Data: []byte("1")}, {Path: "x/y", Data: []byte("2")}}
 	if err := WriteDir(files, dir); err == nil {
 		t.Fatal("expected an error")
 	}
@@ -172,8 +173,8 @@ func newStageRun(t *testing.T, runtime string, command []string) (*stageRun, *ex
 		t.Fatal(err)
 	}
 	home := filepath.Join(tmp, "home")
-	p := newPlan(t, l.Spec, home, tmp)
-	files, err := Render(p, l.Source)
+	p := planOf(t, l, home, tmp)
+	files, err := Render(p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,8 @@ func TestSlurmSubmit(t *testing.T) {
 	if err := l.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	p := newPlan(t, l.Spec, "/nonexistent-home", "/")
-	files, err := Render(p, l.Source)
+	p := planOf(t, l, "/nonexistent-home", "/")
+	files, err := Render(p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,13 +10,14 @@ import (
 	"strings"
 
 	"github.com/hpctl/hpctl/internal/fsutil"
+	"github.com/hpctl/hpctl/transport"
 )
 
 // WriteDir writes files under dir so that an interrupted write leaves nothing half-written
 // under a final name. When dir does not exist, the whole tree is written into a temporary
 // sibling and renamed to dir at the end; otherwise each file is written to a temporary
 // name beside it and renamed over the old one.
-func WriteDir(files []File, dir string) error {
+func WriteDir(files []transport.File, dir string) error {
 	for _, f := range files {
 		if err := checkRel(f.Path); err != nil {
 			return err
@@ -56,7 +57,7 @@ func WriteDir(files []File, dir string) error {
 	return nil
 }
 
-func writeFiles(files []File, root string) error {
+func writeFiles(files []transport.File, root string) error {
 	for _, f := range files {
 		p := filepath.Join(root, filepath.FromSlash(f.Path))
 		if f.Mode.IsDir() {

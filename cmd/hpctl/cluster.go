@@ -11,7 +11,6 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
-	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
@@ -59,26 +58,13 @@ func (e *env) newTransport(host string) transport.Transport {
 	return t
 }
 
-// newExecutor returns the executor kind ("auto", "slurm" or "local"; "" is auto) that
-// runs jobs through t. auto picks Slurm when sbatch answers through t, else local.
+// newExecutor returns the executor kind (see pipeline.NewExecutor) running jobs through t.
 func (e *env) newExecutor(ctx context.Context, kind string, t transport.Transport) (jobs.Executor, error) {
-	if kind == "" || kind == "auto" {
-		kind = "local"
-		if slurm.Available(ctx, t) {
-			kind = "slurm"
-		}
-		e.log.Debug().Str("executor", kind).Msg("executor auto-detected")
-	}
-	switch kind {
-	case "slurm":
-		return slurm.New(t, slurmOptions), nil
-	case "local":
-		if t.Name() != "local" {
-			return nil, usageError(fmt.Errorf("the local executor runs jobs on this machine; it cannot run them through %s (use --executor slurm)", t.Name()))
-		}
-		return local.New(local.Options{StateDir: filepath.Join(e.settings.StateDir, "local-jobs")})
-	}
-	return nil, usageError(fmt.Errorf("executor %q is not one of %s", kind, strings.Join(experiment.Executors, ", ")))
+	return pipeline.NewExecutor(ctx, kind, t, pipeline.ExecutorOptions{
+		Slurm:  slurmOptions,
+		Local:  local.Options{StateDir: filepath.Join(e.settings.StateDir, "local-jobs")},
+		Picked: func(name string) { e.log.Debug().Str("executor", name).Msg("executor auto-detected") },
+	})
 }
 
 // findRun looks a run up by id, unique id prefix, or "latest".

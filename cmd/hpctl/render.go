@@ -58,7 +58,8 @@ func runRender(c *cli.Context, e *env, o renderOptions) error {
 	}
 	if o.runID == "" {
 		o.runID = pipeline.NewRunID(l.Spec.Name, time.Now())
-	} else if err := experiment.CheckName(o.runID); err != nil {
+	}
+	if err := experiment.CheckName(o.runID); err != nil {
 		return usageError(fmt.Errorf("--run-id: %w", err))
 	}
 	if o.out == "" {
@@ -71,28 +72,17 @@ func runRender(c *cli.Context, e *env, o renderOptions) error {
 	}
 	t := e.newTransport(l.Spec.Cluster.Host)
 	defer t.Close()
-	home, err := t.Home(c.Context)
+	prep, err := pipeline.Prepare(c.Context, t, l, pipeline.PrepareOptions{RunID: o.runID})
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	wd, err := t.Getwd(c.Context)
-	if err != nil {
-		return fmt.Errorf("render: %w", err)
-	}
-	plan, err := experiment.NewPlan(l.Spec.Resolve(home, wd), o.runID)
-	if err != nil {
-		return fmt.Errorf("render: %w", err)
-	}
-	files, err := render.Render(plan, l.Source)
-	if err != nil {
-		return fmt.Errorf("render: %w", err)
-	}
+	plan, files := prep.Plan, prep.Files
 	if err := render.WriteDir(files, o.out); err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "rendered run %s into %s (on the cluster: %s)\n", plan.RunID, o.out, plan.RunDir)
 	for _, st := range plan.Stages {
-		fmt.Fprintf(e.stdout, "  %s\n", filepath.Join(o.out, experiment.StagesDir, st.Name, experiment.ScriptFile))
+		fmt.Fprintf(e.stdout, "  %s\n", filepath.Join(o.out, filepath.FromSlash(st.Paths.Script)))
 	}
 	return nil
 }

@@ -139,8 +139,8 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 	if _, err := os.Stat(req.Script); err != nil {
 		return "", fmt.Errorf("local submit %s: %w", req.JobName, err)
 	}
-	if req.GPUs > 0 && len(e.gpus) > 0 && req.GPUs > len(e.gpus) {
-		return "", fmt.Errorf("local submit %s: %d GPUs requested, this machine has %d: %w", req.JobName, req.GPUs, len(e.gpus), errkind.ErrUsage)
+	if req.Resources.GPUs > 0 && len(e.gpus) > 0 && req.Resources.GPUs > len(e.gpus) {
+		return "", fmt.Errorf("local submit %s: %d GPUs requested, this machine has %d: %w", req.JobName, req.Resources.GPUs, len(e.gpus), errkind.ErrUsage)
 	}
 	for _, d := range req.DependsOn {
 		if _, err := readRecord(recordPath(e.dir, d)); err != nil {
@@ -150,7 +150,7 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 	now := time.Now()
 	r := record{
 		RunID: req.RunID, RunDir: req.RunDir, Stage: req.Stage, Script: req.Script, JobName: req.JobName,
-		DependsOn: append([]string(nil), req.DependsOn...), GPUsRequested: req.GPUs, MachineGPUs: e.gpus,
+		DependsOn: append([]string(nil), req.DependsOn...), GPUsRequested: req.Resources.GPUs, MachineGPUs: e.gpus,
 		Poll: e.poll, State: jobs.StatePending, Submitted: now,
 	}
 	if len(r.DependsOn) > 0 {

@@ -320,7 +320,7 @@ func TestGPUsAreHandedOutExclusively(t *testing.T) {
 	var ids []string
 	for _, name := range []string{"a", "b", "c"} {
 		req := stage(t, run, name, `echo "$CUDA_VISIBLE_DEVICES" > `+name+`.gpus; while [ ! -e go ]; do sleep 0.05; done`)
-		req.GPUs = 1
+		req.Resources.GPUs = 1
 		ids = append(ids, submit(t, e, req))
 	}
 	cpu := stage(t, run, "cpu", `echo "[$CUDA_VISIBLE_DEVICES]" > cpu.gpus`)
@@ -349,7 +349,7 @@ func TestGPUsAreHandedOutExclusively(t *testing.T) {
 		t.Errorf("a job without GPUs saw CUDA_VISIBLE_DEVICES=%q", got)
 	}
 	req := stage(t, run, "big", "true")
-	req.GPUs = 3
+	req.Resources.GPUs = 3
 	if _, err := e.Submit(context.Background(), req); !errors.Is(err, errkind.ErrUsage) {
 		t.Errorf("3 GPUs on a 2-GPU machine: %v", err)
 	}

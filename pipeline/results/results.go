@@ -43,12 +43,13 @@ type Options struct {
 // program always (it is in hpctl already); resume state and final checkpoints unless
 // AllCheckpoints; every checkpoint with NoCheckpoints.
 func (o Options) Excludes() []string {
+	every := experiment.PathsOf("*")
 	ex := []string{experiment.TrainerDir + "/"}
 	switch {
 	case o.NoCheckpoints:
-		ex = append(ex, "stages/*/checkpoints/", "stages/*/state/")
+		ex = append(ex, every.Checkpoints+"/", every.State+"/")
 	case !o.AllCheckpoints:
-		ex = append(ex, "stages/*/checkpoints/final.*", "stages/*/state/")
+		ex = append(ex, every.FinalCheckpoint+".*", every.State+"/")
 	}
 	return ex
 }
