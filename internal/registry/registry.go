@@ -20,7 +20,8 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/hpctl/hpctl/internal/errkind"
 )
@@ -98,7 +99,9 @@ func (r *Registry) migrate(ctx context.Context) error {
 	// for a writer, so read-only commands (runs, status, logs) work while another hpctl
 	// holds the write lock. Only an out-of-date schema takes the write lock.
 	var cur int
-	if err := r.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+	if err := retryBusy(ctx, func() error {
+		return r.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur)
+	}); err != nil {
 		return fmt.Errorf("registry %s: read schema version: %w", r.path, err)
 	}
 	if cur == SchemaVersion {
@@ -132,6 +135,26 @@ func (r *Registry) migrate(ctx context.Context) error {
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("registry %s: migrate to schema %d: %w", r.path, v+1, err)
+		}
+	}
+}
+
+// retryBusy runs f again while SQLite answers SQLITE_BUSY, for up to busyTimeout. SQLite
+// skips the busy handler in a few cases, notably while another process is turning a new
+// database into WAL mode: several hpctl commands opening a fresh registry at once failed
+// at once with "database is locked" instead of waiting their turn.
+func retryBusy(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := f()
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
