@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -136,7 +137,7 @@ func (l *Loaded) Validate() error {
 	c.intRange("seed", s.Seed, 0, 1<<31-1)
 
 	if _, ok := Backbones[s.Model.Backbone]; !ok {
-		c.oneOf("model.backbone", s.Model.Backbone, sortedKeys(Backbones))
+		c.oneOf("model.backbone", s.Model.Backbone, slices.Sorted(maps.Keys(Backbones)))
 	}
 	if s.Model.Weights == "" {
 		c.add("model.weights", "required: imagenet, none, or the path of a weights file")
@@ -384,7 +385,7 @@ func (c *checker) stages() {
 			dp := fmt.Sprintf("%s.depends_on[%d]", p, j)
 			if _, ok := index[dep]; !ok {
 				msg := fmt.Sprintf("no stage is called %q", dep)
-				if sug := suggest(dep, sortedKeys(index)); sug != "" {
+				if sug := suggest(dep, slices.Sorted(maps.Keys(index))); sug != "" {
 					msg += fmt.Sprintf("; did you mean %q?", sug)
 				}
 				c.add(dp, "%s", msg)
@@ -463,15 +464,6 @@ func (c *checker) cycle(index map[string]int) []string {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // stringFields lists every string value of the spec by its path, for checks that apply to

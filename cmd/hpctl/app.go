@@ -13,6 +13,8 @@ import (
 
 	"github.com/hpctl/hpctl/internal/config"
 	"github.com/hpctl/hpctl/internal/logging"
+	"github.com/hpctl/hpctl/jobs/slurm"
+	"github.com/hpctl/hpctl/transport"
 )
 
 // env is what every command gets: where to write, hpctl's settings and the logger. It is
@@ -25,13 +27,27 @@ type env struct {
 	// code overrides the exit code where urfave/cli gives no error to map (an unknown
 	// command).
 	code int
+
+	// What commands reach the world through, beyond settings; tests set them (runEnv)
+	// instead of patching package variables.
+	//
+	// wrapTransport, when set, wraps every transport the commands build (to count the
+	// commands run through one, or to inject a fault Slurm cannot produce on demand).
+	wrapTransport func(transport.Transport) transport.Transport
+	// slurm are the Slurm executor's options (tests shorten its retries).
+	slurm slurm.Options
 }
 
-// run is main without os.Exit, so tests call it directly.
+// run is main without os.Exit.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runEnv(&env{stdout: stdout, stderr: stderr}, args)
+}
+
+// runEnv runs the command line with e's writers and dependencies.
+func runEnv(e *env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdout: stdout, stderr: stderr, log: zerolog.Nop()}
+	e.log = zerolog.Nop()
 	app := newApp(e)
 	code := exitOK
 	app.ExitErrHandler = func(_ *cli.Context, err error) {

@@ -41,7 +41,7 @@ func runCancel(ctx context.Context, e *env, o cancelOptions) error {
 	}
 	defer reg.Close()
 	for _, id := range o.runs {
-		run, err := findRun(ctx, reg, id)
+		run, err := reg.Find(ctx, id)
 		if err != nil {
 			return err
 		}

@@ -13,8 +13,15 @@ import (
 // config directory so tests never touch the user's.
 func hpctl(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return hpctlWith(t, &env{}, args...)
+}
+
+// hpctlWith is hpctl with the dependencies set in e (its writers are the test's).
+func hpctlWith(t *testing.T, e *env, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(append([]string{"hpctl"}, args...), &out, &errb)
+	e.stdout, e.stderr = &out, &errb
+	code = runEnv(e, append([]string{"hpctl"}, args...))
 	return out.String(), errb.String(), code
 }
 

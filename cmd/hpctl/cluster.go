@@ -2,33 +2,22 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
-	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/local"
-	"github.com/hpctl/hpctl/jobs/slurm"
 	"github.com/hpctl/hpctl/pipeline"
 	"github.com/hpctl/hpctl/transport"
 )
 
 // The shared wiring of the commands that reach the cluster: registry, transport,
 // executor, tables.
-
-// wrapTransport lets tests wrap every transport the commands build (to count the
-// commands run through it); nil in hpctl itself.
-var wrapTransport func(transport.Transport) transport.Transport
-
-// slurmOptions are the Slurm executor's options; tests shorten the retries.
-var slurmOptions = slurm.Options{}
 
 // openRegistry opens <state-dir>/registry.db.
 func (e *env) openRegistry(ctx context.Context) (*registry.Registry, error) {
@@ -52,8 +41,8 @@ func (e *env) newTransport(host string) transport.Transport {
 		// KeepMaster: the next hpctl command reuses this login (two-factor sites).
 		t = transport.NewSSH(host, transport.SSHOptions{ControlDir: e.settings.ControlDir, ConfigFile: e.settings.SSHConfig, KeepMaster: true})
 	}
-	if wrapTransport != nil {
-		t = wrapTransport(t)
+	if e.wrapTransport != nil {
+		t = e.wrapTransport(t)
 	}
 	return t
 }
@@ -61,47 +50,15 @@ func (e *env) newTransport(host string) transport.Transport {
 // newExecutor returns the executor kind (see pipeline.NewExecutor) running jobs through t.
 func (e *env) newExecutor(ctx context.Context, kind string, t transport.Transport) (jobs.Executor, error) {
 	return pipeline.NewExecutor(ctx, kind, t, pipeline.ExecutorOptions{
-		Slurm:  slurmOptions,
+		Slurm:  e.slurm,
 		Local:  local.Options{StateDir: filepath.Join(e.settings.StateDir, "local-jobs")},
 		Picked: func(name string) { e.log.Debug().Str("executor", name).Msg("executor auto-detected") },
 	})
 }
 
-// findRun looks a run up by id, unique id prefix, or "latest".
+// findRun looks a run up by id, unique id prefix, or "latest" (registry.Find).
 func findRun(ctx context.Context, reg *registry.Registry, id string) (registry.Run, error) {
-	// Every id has the empty string as a prefix: without this, `hpctl cancel ''` (an unset
-	// shell variable) would act on whichever run happened to be the only one.
-	if strings.TrimSpace(id) == "" {
-		return registry.Run{}, usageError(errors.New("empty run id: give a run id, a unique prefix of one, or \"latest\" (hpctl runs lists them)"))
-	}
-	if id == "latest" || id == "last" {
-		return reg.Latest(ctx)
-	}
-	r, err := reg.Get(ctx, id)
-	if err == nil || !errors.Is(err, errkind.ErrNotFound) {
-		return r, err
-	}
-	all, lerr := reg.List(ctx)
-	if lerr != nil {
-		return registry.Run{}, lerr
-	}
-	var hits []registry.Run
-	for _, r := range all {
-		if strings.HasPrefix(r.ID, id) {
-			hits = append(hits, r)
-		}
-	}
-	switch len(hits) {
-	case 1:
-		return hits[0], nil
-	case 0:
-		return registry.Run{}, err
-	}
-	var ids []string
-	for _, h := range hits {
-		ids = append(ids, h.ID)
-	}
-	return registry.Run{}, usageError(fmt.Errorf("run %q is ambiguous: %s", id, strings.Join(ids, ", ")))
+	return reg.Find(ctx, id)
 }
 
 // runGroup is runs reached through the same host with the same executor.
@@ -172,14 +129,4 @@ func renderTable(w io.Writer, t table.Writer) {
 	for _, line := range strings.Split(t.Render(), "\n") {
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,16 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/pipeline/results"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -89,13 +86,9 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 	if len(ids) == 0 {
 		ids = []string{"latest"}
 	}
-	var runs []registry.Run
-	for _, id := range ids {
-		r, err := findRun(ctx, reg, id)
-		if err != nil {
-			return fmt.Errorf("fetch-results %s: %w", id, err)
-		}
-		runs = append(runs, r)
+	runs, err := reg.FindAll(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("fetch-results: %w", err)
 	}
 	// One transport per host, so several runs on one cluster share one login.
 	transports := map[string]transport.Transport{}
@@ -129,9 +122,7 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 		all = append(all, f)
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(all)
+		return writeJSON(e.stdout, all)
 	}
 	for i, f := range all {
 		if i > 0 {
@@ -195,7 +186,7 @@ type progress struct {
 const progressMin = 8 << 20
 
 func newProgress(w io.Writer, desc string, quiet bool) *progress {
-	return &progress{w: w, desc: desc, quiet: quiet || !isTTY(w)}
+	return &progress{w: w, desc: desc, quiet: quiet || !isTerminal(w)}
 }
 
 func (p *progress) update(done, total int64) {
@@ -219,14 +210,4 @@ func (p *progress) finish() {
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}
-}
-
-// isTTY reports whether w is a terminal (a progress bar would only clutter a pipe or a log).
-func isTTY(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

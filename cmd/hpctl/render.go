@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -46,12 +47,12 @@ Examples:
 			if c.NArg() != 1 {
 				return usageError(errorf("render needs exactly one SPEC file"))
 			}
-			return runRender(c, e, renderOptions{spec: c.Args().First(), out: c.String("out"), runID: c.String("run-id")})
+			return runRender(c.Context, e, renderOptions{spec: c.Args().First(), out: c.String("out"), runID: c.String("run-id")})
 		},
 	}
 }
 
-func runRender(c *cli.Context, e *env, o renderOptions) error {
+func runRender(ctx context.Context, e *env, o renderOptions) error {
 	l, err := experiment.Load(o.spec)
 	if err != nil {
 		return err
@@ -72,7 +73,7 @@ func runRender(c *cli.Context, e *env, o renderOptions) error {
 	}
 	t := e.newTransport(l.Spec.Cluster.Host)
 	defer t.Close()
-	prep, err := pipeline.Prepare(c.Context, t, l, pipeline.PrepareOptions{RunID: o.runID})
+	prep, err := pipeline.Prepare(ctx, t, l, pipeline.PrepareOptions{RunID: o.runID})
 	if err != nil {
 		return fmt.Errorf("render: %w", err)
 	}

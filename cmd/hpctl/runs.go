@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -106,9 +105,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		if rows == nil {
 			rows = []runsRow{}
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return writeJSON(e.stdout, rows)
 	}
 	if len(rows) == 0 {
 		if o.state != "" {

@@ -71,7 +71,13 @@ func submitJSON(t *testing.T, spec string) submitted {
 
 func statusJSON(t *testing.T, run string) pipeline.RunStatus {
 	t.Helper()
-	out, errs, code := hpctl(t, "status", run, "-o", "json")
+	return statusJSONWith(t, &env{}, run)
+}
+
+// statusJSONWith is statusJSON with e's dependencies.
+func statusJSONWith(t *testing.T, e *env, run string) pipeline.RunStatus {
+	t.Helper()
+	out, errs, code := hpctlWith(t, e, "status", run, "-o", "json")
 	if code != 0 {
 		t.Fatalf("status: exit %d: %s", code, errs)
 	}
@@ -224,16 +230,15 @@ func TestCLINoAccounting(t *testing.T) {
 	// make squeue answer as it then does ("Invalid job id", its real message) through
 	// the command-runner fault seam: status must still say COMPLETED / FAILED, never
 	// PENDING or UNKNOWN.
-	wrapTransport = func(t transport.Transport) transport.Transport {
+	forgetful := &env{wrapTransport: func(t transport.Transport) transport.Transport {
 		return &executortest.Faulty{Transport: t, Prog: "squeue", Fail: 1 << 30,
 			Stderr: "slurm_load_jobs error: Invalid job id specified"}
-	}
-	defer func() { wrapTransport = nil }()
-	if st := statusJSON(t, good.RunID); st.State != jobs.StateCompleted || st.Stages[0].State != jobs.StateCompleted ||
+	}}
+	if st := statusJSONWith(t, forgetful, good.RunID); st.State != jobs.StateCompleted || st.Stages[0].State != jobs.StateCompleted ||
 		st.Stages[0].Node == "" || st.Stages[0].Elapsed < 0 {
 		t.Fatalf("forgotten good run: %+v", st)
 	}
-	st = statusJSON(t, bad.RunID)
+	st = statusJSONWith(t, forgetful, bad.RunID)
 	if st.Stages[0].State != jobs.StateFailed || st.Stages[0].ExitCode != "3" || st.Stages[1].State != jobs.StateCancelled ||
 		st.Stages[1].Reason != pipeline.ReasonDependencyFailed {
 		t.Fatalf("forgotten failed run: %+v", st)

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
 	"github.com/hpctl/hpctl/internal/errkind"
@@ -83,14 +80,7 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 	if len(o.runs) == 0 {
 		runs, err = reg.Recent(ctx, o.last)
 	} else {
-		for _, id := range o.runs {
-			r, ferr := findRun(ctx, reg, id)
-			if ferr != nil {
-				err = ferr
-				break
-			}
-			runs = append(runs, r)
-		}
+		runs, err = reg.FindAll(ctx, o.runs)
 	}
 	reg.Close() // not held open while watching
 	if err != nil {
@@ -104,7 +94,7 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 		fmt.Fprintln(e.stdout, "no runs yet; submit one with: hpctl submit SPEC")
 		return nil
 	}
-	redraw := o.watch && !o.json && statusOnTerminal(e.stdout)
+	redraw := o.watch && !o.json && isTerminal(e.stdout)
 	for {
 		st, err := e.statusOf(ctx, runs, pipeline.StatusOptions{})
 		if err != nil {
@@ -133,12 +123,6 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 	}
 }
 
-// statusOnTerminal reports whether w is a terminal, where --watch redraws in place.
-func statusOnTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd())
-}
-
 func allEnded(st []pipeline.RunStatus) bool {
 	for _, r := range st {
 		if !jobs.Terminal(r.State) {
@@ -165,9 +149,7 @@ func watchOutcome(st []pipeline.RunStatus) error {
 
 func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return writeJSON(w, st)
 	}
 	tw := newTable("run", "stage", "state", "job", "node", "elapsed", "exit", "epoch", "best val acc", "reason")
 	var tails []string

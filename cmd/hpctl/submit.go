@@ -1,8 +1,10 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -50,7 +52,7 @@ Examples:
 			if c.NArg() != 1 {
 				return usageError(errorf("submit needs exactly one SPEC file"))
 			}
-			return runSubmit(c, e, submitOptions{spec: c.Args().First(), dryRun: c.Bool("dry-run"), executor: c.String("executor"), json: asJSON})
+			return runSubmit(c.Context, e, submitOptions{spec: c.Args().First(), dryRun: c.Bool("dry-run"), executor: c.String("executor"), json: asJSON})
 		},
 	}
 }
@@ -72,8 +74,7 @@ type submitResultJb struct {
 	DependsOn []string `json:"depends_on,omitempty"`
 }
 
-func runSubmit(c *cli.Context, e *env, o submitOptions) error {
-	ctx := c.Context
+func runSubmit(ctx context.Context, e *env, o submitOptions) error {
 	l, err := experiment.Load(o.spec)
 	if err != nil {
 		return err
@@ -122,9 +123,7 @@ func runSubmit(c *cli.Context, e *env, o submitOptions) error {
 		}
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(e.stdout, res)
 	}
 	if o.dryRun {
 		return printDryRun(e, sub, res)
@@ -158,7 +157,7 @@ func printDryRun(e *env, sub *pipeline.Submission, res submitResult) error {
 	for _, f := range res.Files {
 		fmt.Fprintf(e.stdout, "  %s\n", f)
 	}
-	for _, name := range sortedKeys(res.Scripts) {
+	for _, name := range slices.Sorted(maps.Keys(res.Scripts)) {
 		fmt.Fprintf(e.stdout, "\n--- %s ---\n%s", name, res.Scripts[name])
 	}
 	return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime/debug"
 
@@ -63,9 +62,7 @@ func versionCommand(e *env) *cli.Command {
 			}
 			v := buildVersion()
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				return writeJSON(e.stdout, v)
 			}
 			fmt.Fprintf(e.stdout, "hpctl %s (commit %s, %s)\n", v.Version, v.Commit, v.GoVersion)
 			return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -63,7 +62,7 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 	m := l.Spec.Model
 	if !weights.Needed(l.Spec.Model.Weights) {
 		if o.json {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"backbone": m.Backbone, "needed": false})
+			return writeJSON(e.stdout, map[string]any{"backbone": m.Backbone, "needed": false})
 		}
 		fmt.Fprintf(e.stdout, "%s: model.weights is %q, not imagenet: nothing to fetch\n", o.spec, m.Weights)
 		return nil
@@ -77,9 +76,7 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 		return err
 	}
 	if o.json {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(e.stdout, out)
 	}
 	switch {
 	case out.Present:
