@@ -98,3 +98,20 @@ type Executor interface {
 	// Cancel stops the jobs (pending or running).
 	Cancel(ctx context.Context, ids []string) error
 }
+
+// Found is a job an executor found by the run directory it runs in.
+type Found struct {
+	JobState
+	// Name is the job's name (the stage's JobName).
+	Name string
+	// RunDir is the run directory the job was submitted for.
+	RunDir string
+}
+
+// Finder is an Executor that can find a run's jobs without knowing their ids, by the run
+// directory they run in. A run whose submitting hpctl died between queueing a job and
+// recording its id is settled with it: no job is left that hpctl cannot show or cancel.
+type Finder interface {
+	// Find returns the live and recently ended jobs of the given run directories.
+	Find(ctx context.Context, runDirs []string) ([]Found, error)
+}

@@ -94,15 +94,21 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 	}
 
-	if err := t.Stage(ctx, plan.RunDir, files); err != nil {
-		return nil, fmt.Errorf("submit: stage the run directory: %w", err)
+	// The run is recorded before anything is staged or queued, and after each job, while
+	// this process holds the run's submission lock: if hpctl dies at any point, the next
+	// status or cancel finds the lock free and settles the run with the jobs really
+	// queued for it (Reconcile), so none is left that hpctl does not know.
+	release, err := reg.Hold(plan.RunID)
+	if err != nil {
+		return sub, fmt.Errorf("submit: %w (nothing was staged or queued)", err)
 	}
-
-	// Recorded before anything is queued and after each job, so that even if hpctl dies
-	// mid-submission, every queued job is in the registry for `hpctl cancel`.
+	defer release()
 	sub.Run.Status = registry.RunSubmitting
 	if err := reg.Put(ctx, sub.Run); err != nil {
-		return sub, fmt.Errorf("submit: record the run before queueing it (nothing was queued): %w", err)
+		return sub, fmt.Errorf("submit: record the run before staging it (nothing was staged or queued): %w", err)
+	}
+	if err := t.Stage(ctx, plan.RunDir, files); err != nil {
+		return sub, abandon(ctx, ex, reg, &sub.Run, nil, fmt.Errorf("submit: stage the run directory: %w", err))
 	}
 	ids := map[string]string{}
 	var queued []string

@@ -36,6 +36,7 @@ func (*Local) Run(ctx context.Context, argv []string, stdin io.Reader) (Result, 
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &errb
+	cmd.SysProcAttr = childAttr()
 	err := cmd.Run()
 	res := Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
 	var exitErr *exec.ExitError

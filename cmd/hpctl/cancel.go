@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/pipeline"
+	"github.com/hpctl/hpctl/transport"
 	"github.com/urfave/cli/v2"
 )
 
@@ -45,26 +48,46 @@ func runCancel(ctx context.Context, e *env, o cancelOptions) error {
 		if err != nil {
 			return err
 		}
-		var ids []string
-		for _, s := range run.Stages {
-			if s.JobID != "" {
-				ids = append(ids, s.JobID)
-			}
-		}
-		if len(ids) == 0 {
-			fmt.Fprintf(e.stdout, "run %s has no jobs to cancel\n", run.ID)
-			continue
-		}
 		t := e.newTransport(run.Host)
-		ex, err := e.newExecutor(ctx, run.Executor, t)
-		if err == nil {
-			err = ex.Cancel(ctx, ids)
-		}
+		err = e.cancelRun(ctx, t, reg, run)
 		t.Close()
 		if err != nil {
 			return fmt.Errorf("cancel run %s: %w", run.ID, err)
 		}
-		fmt.Fprintf(e.stdout, "cancelled run %s (jobs %s)\n", run.ID, strings.Join(ids, " "))
 	}
+	return nil
+}
+
+// cancelRun cancels run's jobs, after settling a submission that was interrupted (its
+// jobs are found even where their ids were never recorded).
+func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry.Store, run registry.Run) error {
+	ex, err := e.newExecutor(ctx, run.Executor, t)
+	if err != nil {
+		return err
+	}
+	if run.Status == registry.RunSubmitting {
+		settled, err := pipeline.Reconcile(ctx, t, ex, reg, []registry.Run{run})
+		if err != nil {
+			return err
+		}
+		if run = settled[0]; run.Status == registry.RunFailed {
+			fmt.Fprintf(e.stdout, "run %s: %s\n", run.ID, run.Error)
+			return nil
+		}
+	}
+	var ids []string
+	for _, s := range run.Stages {
+		if s.JobID != "" {
+			ids = append(ids, s.JobID)
+		}
+	}
+	if len(ids) == 0 {
+		fmt.Fprintf(e.stdout, "run %s has no jobs to cancel\n", run.ID)
+		return nil
+	}
+	if err := ex.Cancel(ctx, ids); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "cancelled run %s (jobs %s)\n", run.ID, strings.Join(ids, " "))
 	return nil
 }

@@ -95,7 +95,12 @@ func (e *env) statusOf(ctx context.Context, runs []registry.Run, opts pipeline.S
 			t.Close()
 			return nil, err
 		}
-		st, err := pipeline.Status(ctx, t, ex, g.runs, opts)
+		runs, err := e.reconcile(ctx, t, ex, g.runs)
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+		st, err := pipeline.Status(ctx, t, ex, runs, opts)
 		t.Close()
 		if err != nil {
 			return nil, err
@@ -109,6 +114,23 @@ func (e *env) statusOf(ctx context.Context, runs []registry.Run, opts pipeline.S
 		out = append(out, byID[r.ID])
 	}
 	return out, nil
+}
+
+// reconcile settles runs whose submitter died mid-way (pipeline.Reconcile); the registry
+// is opened only when a run is still recorded as submitting.
+func (e *env) reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, runs []registry.Run) ([]registry.Run, error) {
+	for _, r := range runs {
+		if r.Status != registry.RunSubmitting {
+			continue
+		}
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer reg.Close()
+		return pipeline.Reconcile(ctx, t, ex, reg, runs)
+	}
+	return runs, nil
 }
 
 // newTable is the plain, borderless table every command prints (go-pretty: column

@@ -53,5 +53,9 @@ type Store interface {
 	// List returns runs newest first.
 	List(ctx context.Context) ([]Run, error)
 	Latest(ctx context.Context) (Run, error)
+	// Hold takes a run's submission lock for as long as its submitter lives (see
+	// Registry.Hold); Held reports whether a live process holds it.
+	Hold(id string) (release func(), err error)
+	Held(id string) (bool, error)
 	Close() error
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 	t.Run("FailurePropagates", func(t *testing.T) { failurePropagates(t, setup(t, newEnv)) })
 	t.Run("Cancel", func(t *testing.T) { cancel(t, setup(t, newEnv)) })
 	t.Run("QueryMany", func(t *testing.T) { queryMany(t, setup(t, newEnv)) })
+	t.Run("FindByRunDir", func(t *testing.T) { findByRunDir(t, setup(t, newEnv)) })
 }
 
 type suite struct {
@@ -75,6 +76,7 @@ func (s *suite) submit(t *testing.T, name, body string, deps ...string) string {
 	script := filepath.Join(s.Dir, name+".sh")
 	text := fmt.Sprintf(`#!/bin/bash
 #SBATCH --job-name=hpctl-contract-%[1]s
+#SBATCH --chdir=%[2]s
 #SBATCH --output=%[2]s/%[1]s.log
 #SBATCH --error=%[2]s/%[1]s.log
 #SBATCH --mem=32M
@@ -236,5 +238,38 @@ func queryMany(t *testing.T, s *suite) {
 	}
 	if len(got) != len(ids) {
 		t.Fatalf("query of %d known ids returned %d", len(ids), len(got))
+	}
+}
+
+// findByRunDir: a job is found by the run directory it was submitted for, with its name,
+// without its id (how an interrupted submission is settled); another directory finds
+// nothing of it.
+func findByRunDir(t *testing.T, s *suite) {
+	f, ok := s.Executor.(jobs.Finder)
+	if !ok {
+		t.Skipf("%s does not implement jobs.Finder", s.Executor.Name())
+	}
+	id := s.submit(t, "found", "sleep 30")
+	got, err := f.Find(s.ctx, []string{s.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hit *jobs.Found
+	for i := range got {
+		if got[i].ID == id {
+			hit = &got[i]
+		}
+	}
+	if hit == nil || hit.Name != "hpctl-contract-found" || hit.RunDir != s.Dir || hit.State == "" {
+		t.Fatalf("Find(%s) = %+v; want job %s named hpctl-contract-found", s.Dir, got, id)
+	}
+	other, err := f.Find(s.ctx, []string{s.Dir + "-elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range other {
+		if o.ID == id {
+			t.Fatalf("Find of another directory found job %s", id)
+		}
 	}
 }

@@ -13,6 +13,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -172,22 +173,38 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 }
 
 // create picks the next free ID local-<yyyymmddhhmmss>-<n> and writes the record there.
+// The record is written whole under a temporary name and then hard-linked to its final
+// name, which fails if the name is taken: a record is never seen empty or half written,
+// even when hpctl is killed in between.
 func (e *Executor) create(r *record, now time.Time) (string, error) {
 	stamp := now.UTC().Format("20060102150405")
 	for range 10000 {
 		id := "local-" + stamp + "-" + strconv.FormatInt(seq.Add(1), 10)
-		f, err := os.OpenFile(recordPath(e.dir, id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if errors.Is(err, os.ErrExist) {
-			continue
+		r.ID = id
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return "", fmt.Errorf("local submit: encode job record: %w", err)
 		}
+		tmp, err := os.CreateTemp(e.dir, ".new-*.tmp")
 		if err != nil {
 			return "", fmt.Errorf("local submit: %w", err)
 		}
-		f.Close()
-		r.ID = id
-		if err := writeRecord(recordPath(e.dir, id), *r); err != nil {
-			os.Remove(recordPath(e.dir, id))
-			return "", fmt.Errorf("local submit: %w", err)
+		_, werr := tmp.Write(append(b, '\n'))
+		if serr := tmp.Sync(); werr == nil {
+			werr = serr
+		}
+		if cerr := tmp.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr == nil {
+			werr = os.Link(tmp.Name(), recordPath(e.dir, id))
+		}
+		os.Remove(tmp.Name())
+		if errors.Is(werr, os.ErrExist) {
+			continue
+		}
+		if werr != nil {
+			return "", fmt.Errorf("local submit: %w", werr)
 		}
 		return id, nil
 	}
@@ -253,6 +270,31 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 			return out, err
 		}
 		out[id] = effective(path, r, now).jobState(now)
+	}
+	return out, nil
+}
+
+// Find implements jobs.Finder: the records of every job submitted for runDirs.
+func (e *Executor) Find(ctx context.Context, runDirs []string) ([]jobs.Found, error) {
+	want := map[string]bool{}
+	for _, d := range runDirs {
+		want[d] = true
+	}
+	paths, err := filepath.Glob(filepath.Join(e.dir, "local-*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("local find: %w", err)
+	}
+	now := time.Now()
+	var out []jobs.Found
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		r, err := readRecord(p)
+		if err != nil || !want[r.RunDir] || !validID(r.ID) || recordPath(e.dir, r.ID) != p {
+			continue // unreadable, another run's, or not where its id says
+		}
+		out = append(out, jobs.Found{JobState: effective(p, r, now).jobState(now), Name: r.JobName, RunDir: r.RunDir})
 	}
 	return out, nil
 }

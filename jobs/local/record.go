@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/fsutil"
 	"github.com/hpctl/hpctl/jobs"
@@ -99,30 +97,10 @@ func writeRecord(path string, r record) error {
 	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o644)
 }
 
-// lockFile takes an exclusive flock on path (created if needed); the returned function
-// releases it. flock locks die with their process, so a killed writer never wedges a job.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
-}
-
 // update changes a job's record under its lock: fn gets the current record and returns
 // whether to write it back.
 func update(dir, id string, fn func(r *record) bool) (record, error) {
-	unlock, err := lockFile(lockPath(dir, id))
+	unlock, err := fsutil.Lock(lockPath(dir, id))
 	if err != nil {
 		return record{}, err
 	}

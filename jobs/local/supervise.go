@@ -15,6 +15,7 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/fsutil"
 	"github.com/hpctl/hpctl/jobs"
 )
 
@@ -134,7 +135,7 @@ func (s *supervisor) dependencies(r record) (ready bool, failed string) {
 // tryStart starts the script if enough GPUs are free, under the GPU lock and the job's
 // lock, so Cancel and other jobs see either PENDING or RUNNING with the process group.
 func (s *supervisor) tryStart() (cmd *exec.Cmd, started bool, err error) {
-	unlockGPUs, err := lockFile(filepath.Join(s.dir, "gpus.lock"))
+	unlockGPUs, err := fsutil.Lock(filepath.Join(s.dir, "gpus.lock"))
 	if err != nil {
 		return nil, false, err
 	}

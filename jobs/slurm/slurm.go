@@ -173,6 +173,40 @@ func (e *Executor) Cancel(ctx context.Context, ids []string) error {
 // fields.
 const squeueFormat = "%i|%T|%r|%N|%M"
 
+// findFormat adds the job name and working directory (the run directory: job scripts set
+// --chdir to it) to squeueFormat; the directory comes last, so a "|" in it stays whole.
+const findFormat = squeueFormat + "|%j|%Z"
+
+// Find implements jobs.Finder with one squeue call over this user's jobs (all states, so
+// jobs that ended within the controller's MinJobAge are found too). Jobs that ended
+// longer ago are not found; they hold nothing.
+func (e *Executor) Find(ctx context.Context, runDirs []string) ([]jobs.Found, error) {
+	want := map[string]bool{}
+	for _, d := range runDirs {
+		want[d] = true
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	res, err := e.run(ctx, []string{"squeue", "--me", "--states=all", "-h", "-o", findFormat})
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("squeue: exit %d: %s", res.ExitCode, message(res))
+	}
+	var out []jobs.Found
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		f := strings.SplitN(strings.TrimRight(line, "\r"), "|", 7)
+		if len(f) < 7 || !want[f[6]] || checkIDs([]string{f[0]}) != nil {
+			continue
+		}
+		st := parseSqueue(strings.Join(f[:5], "|"))[f[0]]
+		out = append(out, jobs.Found{JobState: st, Name: f[5], RunDir: f[6]})
+	}
+	return out, nil
+}
+
 // sacctFields are read by parseSacct in this order.
 const sacctFields = "JobIDRaw,State,Reason,NodeList,ElapsedRaw,ExitCode,Start,End"
 

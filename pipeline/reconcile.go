@@ -1,0 +1,139 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/transport"
+)
+
+// Reconcile settles the runs left "submitting" by a submitter that is gone (killed, its
+// machine rebooted): their submission lock is free (registry.Store.Held). The jobs it
+// queued are found by their run directory (jobs.Finder), also those whose ids it never
+// recorded. A run whose every stage was queued is then recorded as submitted; otherwise
+// its jobs are cancelled and it is recorded as failed, as a submission that failed half
+// way is. Half-staged run directories are removed. Runs that need nothing are returned
+// as they were; the result keeps the order of runs.
+func Reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, runs []registry.Run) ([]registry.Run, error) {
+	out := append([]registry.Run(nil), runs...)
+	var stale []int
+	for i, r := range out {
+		if r.Status != registry.RunSubmitting {
+			continue
+		}
+		held, err := reg.Held(r.ID)
+		if err != nil {
+			return out, err
+		}
+		if !held {
+			stale = append(stale, i)
+		}
+	}
+	if len(stale) == 0 {
+		return out, nil
+	}
+	var found []jobs.Found
+	if f, ok := ex.(jobs.Finder); ok {
+		dirs := make([]string, len(stale))
+		for k, i := range stale {
+			dirs[k] = out[i].RunDir
+		}
+		var err error
+		if found, err = f.Find(ctx, dirs); err != nil {
+			return out, fmt.Errorf("find the jobs of interrupted submissions: %w", err)
+		}
+	}
+	for _, i := range stale {
+		r, err := settle(ctx, t, ex, reg, out[i], found)
+		if err != nil {
+			return out, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// settle records the outcome of one interrupted submission.
+func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, r registry.Run, found []jobs.Found) (registry.Run, error) {
+	known := map[string]bool{}
+	for _, s := range r.Stages {
+		if s.JobID != "" {
+			known[s.JobID] = true
+		}
+	}
+	var extra, missing []string
+	for _, f := range found {
+		if f.RunDir != r.RunDir || known[f.ID] {
+			continue
+		}
+		taken := false
+		for k := range r.Stages {
+			if s := &r.Stages[k]; s.JobID == "" && s.JobName == f.Name {
+				s.JobID, known[f.ID], taken = f.ID, true, true
+				break
+			}
+		}
+		if !taken {
+			// A second job for a stage (an sbatch retried after a timeout): never wanted.
+			extra = append(extra, f.ID)
+		}
+	}
+	var ids []string
+	for _, s := range r.Stages {
+		if s.JobID == "" {
+			missing = append(missing, s.Name)
+		} else {
+			ids = append(ids, s.JobID)
+		}
+	}
+	cctx := context.WithoutCancel(ctx)
+	if len(extra) > 0 {
+		if err := ex.Cancel(cctx, extra); err != nil {
+			return r, fmt.Errorf("run %s: cancel the duplicate jobs %s: %w", r.ID, strings.Join(extra, " "), err)
+		}
+	}
+	if len(missing) == 0 {
+		r.Status, r.Error = registry.RunSubmitted, ""
+	} else {
+		r.Status = registry.RunFailed
+		r.Error = fmt.Sprintf("the submitting hpctl stopped before stage %s was queued", strings.Join(missing, ", "))
+		if len(ids) > 0 {
+			if err := ex.Cancel(cctx, ids); err != nil {
+				return r, fmt.Errorf("run %s: cancel the jobs of an interrupted submission (%s): %w", r.ID, strings.Join(ids, " "), err)
+			}
+			r.Error += "; the jobs it had queued (" + strings.Join(ids, " ") + ") were cancelled"
+		}
+		if err := removeStaging(cctx, t, r.RunDir); err != nil {
+			return r, fmt.Errorf("run %s: %w", r.ID, err)
+		}
+	}
+	if err := reg.Put(cctx, r); err != nil {
+		return r, fmt.Errorf("run %s: record the outcome of its interrupted submission: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// removeStagingScript removes the temporary directories a transport's Stage leaves when
+// killed (".<run-id>.staging-*" beside the run directory). Paths arrive as arguments.
+const removeStagingScript = `for d in "$1"/."$2".staging-*; do
+	if [ -d "$d" ] && [ ! -L "$d" ]; then rm -rf -- "$d"; fi
+done`
+
+func removeStaging(ctx context.Context, t transport.Transport, runDir string) error {
+	parent, base := path.Split(path.Clean(runDir))
+	if base == "" || base == "." || base == ".." || parent == "" {
+		return nil
+	}
+	res, err := t.Run(ctx, []string{"sh", "-c", removeStagingScript, "sh", path.Clean(parent), base}, nil)
+	if err != nil {
+		return fmt.Errorf("remove the half-staged run directory: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("remove the half-staged run directory: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
