@@ -65,6 +65,11 @@ func pull(ctx context.Context, src pullSource, remoteDir, localDir string, opts 
 	if err != nil {
 		return st, fmt.Errorf("pull: %w", err)
 	}
+	// Nothing is written through a link: rsync would follow one in place of the
+	// destination, and a copy into it could land anywhere on this machine.
+	if fi, err := os.Lstat(local); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return st, fmt.Errorf("pull: %w: %s is a symbolic link; hpctl does not write through links (remove it, or fetch somewhere else)", errkind.ErrUsage, local)
+	}
 	if err := os.MkdirAll(local, 0o755); err != nil {
 		return st, fmt.Errorf("pull: %w", err)
 	}
@@ -171,9 +176,10 @@ func Excluded(rel string, patterns []string) bool {
 	return false
 }
 
-// upToDate is rsync's quick check: same size and same modification second.
+// upToDate is rsync's quick check: same size and same modification second. A link is
+// never up to date: it is replaced by the file.
 func upToDate(local string, f pullFile) bool {
-	fi, err := os.Stat(filepath.Join(local, filepath.FromSlash(f.Rel)))
+	fi, err := os.Lstat(filepath.Join(local, filepath.FromSlash(f.Rel)))
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == f.Size && fi.ModTime().Unix() == f.MTime.Unix()
 }
 
@@ -370,7 +376,7 @@ func goCopy(ctx context.Context, src pullSource, remoteDir, local string, files 
 		if err := os.Chtimes(tmp.Name(), f.MTime, f.MTime); err != nil {
 			return fmt.Errorf("pull %s: %w", rel, err)
 		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := realDirs(local, path.Dir(rel)); err != nil {
 			return fmt.Errorf("pull %s: %w", rel, err)
 		}
 		if err := os.Rename(tmp.Name(), dst); err != nil {
@@ -383,6 +389,35 @@ func goCopy(ctx context.Context, src pullSource, remoteDir, local string, files 
 		err = fmt.Errorf("pull interrupted: %w (%v)", ctx.Err(), err)
 	}
 	return tr, err
+}
+
+// realDirs makes every directory of rel (slash-separated, under root) a real directory,
+// as rsync does: a symbolic link found on the way is replaced by a directory, so what is
+// copied stays under root.
+func realDirs(root, rel string) error {
+	p := root
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" || part == "." {
+			continue
+		}
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+		case fi.IsDir():
+			continue
+		}
+		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // throttle sleeps as long as the copy runs ahead of limit bytes per second.
