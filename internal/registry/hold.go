@@ -17,6 +17,9 @@ const holdDir = "submitting"
 
 // Hold takes run id's submission lock; release gives it back (and removes the file).
 func (r *Registry) Hold(id string) (release func(), err error) {
+	if r.readOnly != nil {
+		return nil, fmt.Errorf("registry %s: this user may only read it (%v); use a state directory of your own (--state-dir or HPCTL_STATE_DIR)", r.path, r.readOnly)
+	}
 	p, err := r.holdPath(id)
 	if err != nil {
 		return nil, err

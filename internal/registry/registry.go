@@ -15,9 +15,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite" // also registers the "sqlite" driver
@@ -30,8 +32,9 @@ import (
 const FileName = "registry.db"
 
 // busyTimeout is how long a writer waits for another process's transaction before giving
-// up. Transactions here last milliseconds; a long wait means a stuck process.
-const busyTimeout = 10 * time.Second
+// up. Transactions here last milliseconds; a long wait means a stuck process. (A variable
+// so that tests wait less.)
+var busyTimeout = 10 * time.Second
 
 // migrations[i] takes the schema from user_version i to i+1. Append only: a database
 // written by an older hpctl is brought forward, one step per transaction.
@@ -52,6 +55,9 @@ var SchemaVersion = len(migrations)
 type Registry struct {
 	db   *sql.DB
 	path string
+	// readOnly: this user may read the file but not write it (another user's registry,
+	// a read-only file system); reads work, Put says why it cannot.
+	readOnly error
 }
 
 var _ Store = (*Registry)(nil)
@@ -86,9 +92,47 @@ func Open(ctx context.Context, dir string) (*Registry, error) {
 	r := &Registry{db: db, path: path}
 	if err := r.migrate(ctx); err != nil {
 		db.Close()
-		return nil, err
+		if !cannotWrite(err) {
+			return nil, err
+		}
+		return openReadOnly(ctx, path, err)
 	}
 	return r, nil
+}
+
+// openReadOnly opens a registry this process may read but not write: immutable, so
+// SQLite needs neither a write lock nor the WAL's shared-memory file (which it could
+// not create). It reads the file as it is; Put refuses with why.
+func openReadOnly(ctx context.Context, path string, why error) (*Registry, error) {
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Set("immutable", "1")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", path, err)
+	}
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("registry %s: cannot be read: %w (and opening it to write: %v)", path, err, why)
+	}
+	if v != SchemaVersion {
+		db.Close()
+		return nil, fmt.Errorf("registry %s has schema %d, this hpctl %d, and cannot be upgraded: %w", path, v, SchemaVersion, why)
+	}
+	return &Registry{db: db, path: path, readOnly: why}, nil
+}
+
+// cannotWrite reports errors that mean "readable perhaps, but not writable by us".
+func cannotWrite(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH:
+			return true
+		}
+	}
+	return errors.Is(err, fs.ErrPermission)
 }
 
 // Path is the database file.
@@ -139,6 +183,20 @@ func (r *Registry) migrate(ctx context.Context) error {
 	}
 }
 
+// explainBusy says, for a lock wait that ran out, which processes have the registry open
+// and what to do; other errors pass unchanged.
+func (r *Registry) explainBusy(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+		return err
+	}
+	who := "another process"
+	if hs := holders(r.path); len(hs) > 0 {
+		who = strings.Join(hs, ", ")
+	}
+	return fmt.Errorf("the registry stayed locked for %s by %s; wait for it to finish, or stop it if it is stuck: %w", busyTimeout, who, err)
+}
+
 // retryBusy runs f again while SQLite answers SQLITE_BUSY, for up to busyTimeout. SQLite
 // skips the busy handler in a few cases, notably while another process is turning a new
 // database into WAL mode: several hpctl commands opening a fresh registry at once failed
@@ -168,11 +226,14 @@ func (r *Registry) Put(ctx context.Context, run Run) error {
 	if err != nil {
 		return fmt.Errorf("registry: encode run %s: %w", run.ID, err)
 	}
+	if r.readOnly != nil {
+		return fmt.Errorf("registry %s: cannot record run %s: this user may only read it (%v); use a state directory of your own (--state-dir or HPCTL_STATE_DIR)", r.path, run.ID, r.readOnly)
+	}
 	_, err = r.db.ExecContext(ctx, `INSERT INTO runs (id, submitted_at, status, data) VALUES (?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET submitted_at = excluded.submitted_at, status = excluded.status, data = excluded.data`,
 		run.ID, run.SubmittedAt.UnixNano(), run.Status, string(data))
 	if err != nil {
-		return fmt.Errorf("registry: record run %s: %w", run.ID, err)
+		return fmt.Errorf("registry: record run %s: %w", run.ID, r.explainBusy(err))
 	}
 	return nil
 }

@@ -20,6 +20,12 @@ import (
 
 // The test binary doubles as a writer process for the concurrency and crash tests.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("HPCTL_REGISTRY_HOLD_DIR"); dir != "" {
+		os.Exit(holdLock(dir))
+	}
+	if dir := os.Getenv("HPCTL_REGISTRY_READER_DIR"); dir != "" {
+		os.Exit(readOnly(dir))
+	}
 	if dir := os.Getenv("HPCTL_REGISTRY_WRITER_DIR"); dir != "" {
 		os.Exit(writer(dir, os.Getenv("HPCTL_REGISTRY_WRITER_PREFIX"), os.Getenv("HPCTL_REGISTRY_WRITER_COUNT")))
 	}
@@ -352,5 +358,139 @@ func TestReadsWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 	}
 	if _, err := r.Get(ctx, "held-0"); err != nil {
 		t.Fatalf("Get while locked: %v", err)
+	}
+}
+
+// holdLock takes the registry's write lock, says "held" and keeps it until killed.
+func holdLock(dir string) int {
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+dir+"/"+FileName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	conn, err := db.Conn(ctx)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("held")
+	select {}
+}
+
+// readOnly opens the registry, lists it and tries to write, printing what happened.
+func readOnly(dir string) int {
+	ctx := context.Background()
+	r, err := Open(ctx, dir)
+	if err != nil {
+		fmt.Println("open:", err)
+		return 1
+	}
+	runs, err := r.List(ctx)
+	fmt.Printf("list: %d %v\n", len(runs), err)
+	fmt.Println("put:", r.Put(ctx, sampleRun("intruder", 9)))
+	_, err = r.Hold("intruder")
+	fmt.Println("hold:", err)
+	return 0
+}
+
+// A lock wait that runs out names the processes that have the registry open and says
+// what to do, instead of a bare "database is locked".
+func TestLockWaitNamesTheHolder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	holder := exec.Command(os.Args[0], "-test.run=^$")
+	holder.Env = append(os.Environ(), "HPCTL_REGISTRY_HOLD_DIR="+dir)
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder.Stderr = os.Stderr
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "held\n" {
+		t.Fatalf("holder said %q", line)
+	}
+	old := busyTimeout
+	busyTimeout = 200 * time.Millisecond
+	defer func() { busyTimeout = old }()
+	r2, err := Open(ctx, dir) // a new connection, with the short wait
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	err = r2.Put(ctx, sampleRun("blocked", 1))
+	want := fmt.Sprintf("pid %d (", holder.Process.Pid)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "wait for it to finish") {
+		t.Fatalf("Put under another process's lock: %v; want it to name %q and say what to do", err, want)
+	}
+}
+
+// Another user's registry, readable but not writable: reads work; a write says why not
+// and what to do; nothing is written.
+func TestReadOnlyRegistry(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a reader as another user")
+	}
+	ctx := context.Background()
+	base, err := os.MkdirTemp("", "hpctl-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	dir := base + "/state"
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put(ctx, sampleRun("mine", 0)); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	os.Chmod(dir, 0o755) // readable by all, writable by its owner only
+	bin := base + "/reader.test"
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HPCTL_REGISTRY_READER_DIR="+dir)
+	cmd.Dir = base
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("reader: %v\n%s", err, got)
+	}
+	s := string(got)
+	if !strings.Contains(s, "list: 1 <nil>") {
+		t.Errorf("reading another user's registry failed:\n%s", s)
+	}
+	if !strings.Contains(s, "put: registry") || !strings.Contains(s, "may only read it") || !strings.Contains(s, "--state-dir") {
+		t.Errorf("a write to another user's registry should say why not and what to do:\n%s", s)
+	}
+	if !strings.Contains(s, "hold: registry") {
+		t.Errorf("Hold on a read-only registry:\n%s", s)
+	}
+	r, err = Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Get(ctx, "intruder"); !errors.Is(err, errkind.ErrNotFound) {
+		t.Errorf("the reader wrote a run: %v", err)
 	}
 }
