@@ -24,6 +24,15 @@ const (
 	exitInterrupted = 130
 )
 
+// documented reports whether code is in the table.
+func documented(code int) bool {
+	switch code {
+	case exitOK, exitFailure, exitUsage, exitUnreachable, exitNotFound, exitRunFailed, exitInterrupted:
+		return true
+	}
+	return false
+}
+
 func usageError(err error) error { return fmt.Errorf("%w: %w", errkind.ErrUsage, err) }
 
 // exitCode maps an error to the documented table. urfave/cli only honours an unwrapped
@@ -49,7 +58,10 @@ func exitCode(err error) int {
 		// it is not one of hpctl's codes: it must never leak out as hpctl's own.
 		return exitFailure
 	case errors.As(err, &coder):
-		return coder.ExitCode()
+		if c := coder.ExitCode(); documented(c) {
+			return c
+		}
+		return exitFailure
 	case isFlagError(err):
 		return exitUsage
 	}

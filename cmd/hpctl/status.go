@@ -117,7 +117,9 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil // Ctrl-C ends the watch, not the runs
+			// Ctrl-C ends the watch, not the runs; it exits 130 as every interrupted
+			// command does (docs/exit-codes.md).
+			return fmt.Errorf("stopped watching; the jobs go on: %w", ctx.Err())
 		case <-time.After(o.interval):
 		}
 	}
