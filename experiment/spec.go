@@ -158,9 +158,6 @@ var Backbones = map[string]int{
 	"tinycnn": 8,
 }
 
-// Runtimes lists the container runtimes; containers.Lookup has one implementation each.
-var Runtimes = []string{"pyxis", "apptainer", "singularity", "docker", "podman", "none"}
-
 // Executors lists where scripts run; auto picks slurm when sbatch is reachable.
 var Executors = []string{"auto", "slurm", "local"}
 
