@@ -3,9 +3,9 @@ package containers
 import "fmt"
 
 func init() {
-	register("apptainer", func() Runtime { return apptainer{program: "apptainer"} })
+	Register("apptainer", func() Runtime { return apptainer{program: "apptainer"} })
 	// Singularity (SingularityCE) kept apptainer's command line.
-	register("singularity", func() Runtime { return apptainer{program: "singularity"} })
+	Register("singularity", func() Runtime { return apptainer{program: "singularity"} })
 }
 
 // apptainer runs the command in a .sif (or docker:// reference) with the host's
@@ -15,6 +15,12 @@ type apptainer struct{ program string }
 
 func (a apptainer) Name() string { return a.program }
 
+// Capabilities: --bind splits a list at ',' and each mount at ':', even with one mount per
+// --bind.
+func (apptainer) Capabilities() Capabilities {
+	return Capabilities{NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect}
+}
+
 func (a apptainer) Command(l Launch) ([]Word, error) {
 	if l.Image == "" {
 		return nil, fmt.Errorf("%s: no container image", a.program)
@@ -22,8 +28,7 @@ func (a apptainer) Command(l Launch) ([]Word, error) {
 	if len(l.Argv) == 0 {
 		return nil, fmt.Errorf("%s: no command to run", a.program)
 	}
-	// --bind splits a list at ',' and each mount at ':'.
-	ms, err := allMounts(a.program, l, ",:")
+	ms, err := CheckedMounts(a, l)
 	if err != nil {
 		return nil, err
 	}

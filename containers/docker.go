@@ -3,8 +3,8 @@ package containers
 import "fmt"
 
 func init() {
-	register("docker", func() Runtime { return docker{program: "docker"} })
-	register("podman", func() Runtime { return docker{program: "podman"} })
+	Register("docker", func() Runtime { return docker{program: "docker"} })
+	Register("podman", func() Runtime { return docker{program: "podman"} })
 }
 
 // docker runs the command with docker or podman on a workstation (the local executor) or
@@ -13,6 +13,11 @@ func init() {
 type docker struct{ program string }
 
 func (d docker) Name() string { return d.program }
+
+// Capabilities: -v splits at ':' and has no list separator; the CLI forwards signals.
+func (docker) Capabilities() Capabilities {
+	return Capabilities{NeedsImage: true, MountForbidden: ":", GPUs: GPUDevicesFlag, Signals: SignalViaCLI}
+}
 
 // Shell text expanded on the node. CUDA_VISIBLE_DEVICES is set by Slurm for the job's
 // gres and by the local executor; without it the container gets every GPU.
@@ -33,8 +38,7 @@ func (d docker) Command(l Launch) ([]Word, error) {
 	if len(l.Argv) == 0 {
 		return nil, fmt.Errorf("%s: no command to run", d.program)
 	}
-	// -v splits at ':'.
-	ms, err := allMounts(d.program, l, ":")
+	ms, err := CheckedMounts(d, l)
 	if err != nil {
 		return nil, err
 	}

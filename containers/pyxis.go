@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-func init() { register("pyxis", func() Runtime { return pyxis{} }) }
+func init() { Register("pyxis", func() Runtime { return pyxis{} }) }
 
 // pyxis runs the command in an enroot container through Slurm's pyxis plugin, as the
 // published experiment does: srun --container-image=... inside the batch job, so the step
@@ -14,22 +14,28 @@ type pyxis struct{}
 
 func (pyxis) Name() string { return "pyxis" }
 
-func (pyxis) Command(l Launch) ([]Word, error) {
+// Capabilities: --container-mounts joins mounts with ',' and splits each at ':'; the
+// launch line is an srun step, which needs a Slurm job.
+func (pyxis) Capabilities() Capabilities {
+	return Capabilities{NeedsImage: true, NeedsSrun: true, MountForbidden: ",:", MountListSeparator: ",",
+		GPUs: GPUInherit, Signals: SignalDirect}
+}
+
+func (p pyxis) Command(l Launch) ([]Word, error) {
 	if l.Image == "" {
 		return nil, fmt.Errorf("pyxis: no container image")
 	}
 	if len(l.Argv) == 0 {
 		return nil, fmt.Errorf("pyxis: no command to run")
 	}
-	// pyxis joins mounts with ',' and splits each at ':'.
-	ms, err := allMounts("pyxis", l, ",:")
+	ms, err := CheckedMounts(p, l)
 	if err != nil {
 		return nil, err
 	}
 	mounts := Lit("--container-mounts=")
 	for i, m := range ms {
 		if i > 0 {
-			mounts = Concat(mounts, Lit(","))
+			mounts = Concat(mounts, Lit(p.Capabilities().MountListSeparator))
 		}
 		mounts = Concat(mounts, mountWord(m))
 	}

@@ -2,6 +2,13 @@
 // pyxis/enroot, apptainer or singularity, docker or podman, or the host itself. Each
 // runtime lives in one file and registers itself; adding one is adding a file.
 //
+// Each runtime also declares its Capabilities: what it needs (an image, an srun step) and
+// which characters it cannot mount. Spec validation (package experiment) and submission
+// (package pipeline) consult them rather than naming runtimes, so a new runtime is checked
+// by the rules it declares. Register is exported so that a runtime can be added from
+// outside this package too, as the render package's tests do; the built-in runtimes call
+// it from their init functions.
+//
 // A runtime never writes shell text. It returns Words, and the renderer quotes them, so
 // no value from a spec can change the shape of a script. The one exception, a word that
 // the shell must expand on the node (docker's GPU list from CUDA_VISIBLE_DEVICES), is a
@@ -24,7 +31,63 @@ type Runtime interface {
 	// Command returns the launch line for l. It fails when l cannot be expressed for
 	// this runtime (for example a path holding the runtime's mount separator).
 	Command(l Launch) ([]Word, error)
+	// Capabilities says what the runtime needs and what it can express.
+	Capabilities() Capabilities
 }
+
+// Capabilities is what a runtime declares about itself. The first four fields are rules
+// that validation, submission and Command enforce; GPUs and Signals are informational (a
+// person choosing a runtime reads them, tests check them against Command) and change
+// nothing that hpctl does.
+type Capabilities struct {
+	// NeedsImage: container.image is required (every runtime but none).
+	NeedsImage bool
+	// NeedsSrun: the launch line is an srun step (pyxis is srun --container-image), so
+	// the stage can only run inside a Slurm job; submission refuses the local executor.
+	NeedsSrun bool
+	// MountForbidden holds the characters that a mounted path (source, target, options)
+	// cannot contain, because the runtime reads them as separators. Validation refuses
+	// spec paths holding one, and CheckedMounts refuses them when the line is built.
+	MountForbidden string
+	// MountListSeparator, when set, separates mounts inside one argument (pyxis's
+	// --container-mounts, apptainer's --bind); a container.mounts entry holding it would
+	// be read as several mounts and is refused. It is also in MountForbidden.
+	MountListSeparator string
+	// GPUs says how the job's GPUs reach the command (informational).
+	GPUs GPUAccess
+	// Signals says how the job shell's TERM and USR2 reach the command (informational).
+	Signals SignalPath
+}
+
+// GPUAccess is how a runtime gives the command the job's GPUs.
+type GPUAccess int
+
+const (
+	// GPUInherit: nothing is passed; the command sees the GPUs of its process, the job's
+	// (none runs on the host with CUDA_VISIBLE_DEVICES; pyxis's srun step inherits the
+	// job's gres).
+	GPUInherit GPUAccess = iota
+	// GPUNvFlag: --nv adds the NVIDIA driver and devices when the stage has GPUs; the
+	// host's CUDA_VISIBLE_DEVICES comes in with the environment (apptainer, singularity).
+	GPUNvFlag
+	// GPUDevicesFlag: --gpus names the devices, from CUDA_VISIBLE_DEVICES expanded on the
+	// node (docker's device= list, podman's CDI devices); without it, every GPU.
+	GPUDevicesFlag
+)
+
+// SignalPath is how a signal sent to the launch line's process reaches the command.
+type SignalPath int
+
+const (
+	// SignalDirect: the job shell's child is the command itself (none) or a launcher
+	// that passes signals on as part of its own job (srun to its step, apptainer's
+	// starter to the contained process).
+	SignalDirect SignalPath = iota
+	// SignalViaCLI: the child is a client (docker, podman) that forwards the signal to a
+	// container the daemon runs; the command needs an init in front (--init) to act on
+	// TERM as PID 1, and killing the client with KILL leaves the container running.
+	SignalViaCLI
+)
 
 // Launch is what a stage runs and what it needs to see.
 type Launch struct {
@@ -65,10 +128,16 @@ func ParseMount(s string) (Mount, error) {
 
 var registry = map[string]func() Runtime{}
 
-// register is called from each runtime's file; a duplicate name is a programming error.
-func register(name string, f func() Runtime) {
+// Register makes a runtime known under name, the value of the spec's container.runtime.
+// Call it from an init function (the registry is not locked). A duplicate name, or
+// capabilities whose list separator is not forbidden in paths, is a programming error.
+func Register(name string, f func() Runtime) {
 	if _, dup := registry[name]; dup {
 		panic("containers: runtime " + name + " registered twice")
+	}
+	c := f().Capabilities()
+	if !strings.Contains(c.MountForbidden, c.MountListSeparator) {
+		panic("containers: runtime " + name + ": MountListSeparator " + c.MountListSeparator + " is not in MountForbidden")
 	}
 	registry[name] = f
 }
@@ -219,12 +288,14 @@ func mountWord(m Mount) Word {
 	return w
 }
 
-// allMounts is the run directory followed by the launch's mounts, each checked.
-func allMounts(runtime string, l Launch, seps string) ([]Mount, error) {
+// CheckedMounts is the run directory followed by the launch's mounts, each refused when
+// it holds one of r's Capabilities().MountForbidden characters.
+func CheckedMounts(r Runtime, l Launch) ([]Mount, error) {
+	seps := r.Capabilities().MountForbidden
 	ms := append([]Mount{{Source: l.RunDir, Target: l.RunDir}}, l.Mounts...)
 	for _, m := range ms {
 		for _, p := range []string{m.Source, m.Target, m.Options} {
-			if err := checkPath(runtime, "mount", p, seps); err != nil {
+			if err := checkPath(r.Name(), "mount", p, seps); err != nil {
 				return nil, err
 			}
 		}

@@ -1,11 +1,11 @@
 package containers
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/hpctl/hpctl/experiment"
 )
 
 func line(ws []Word) string {
@@ -27,8 +27,20 @@ func launch() Launch {
 	}
 }
 
-func TestEverySpecRuntimeIsRegistered(t *testing.T) {
-	for _, name := range experiment.Runtimes {
+// builtin is every runtime this package defines, with what it declares. The render
+// package's tests register one more, from a test file.
+var builtin = map[string]Capabilities{
+	"pyxis": {NeedsImage: true, NeedsSrun: true, MountForbidden: ",:", MountListSeparator: ",",
+		GPUs: GPUInherit, Signals: SignalDirect},
+	"apptainer":   {NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect},
+	"singularity": {NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect},
+	"docker":      {NeedsImage: true, MountForbidden: ":", GPUs: GPUDevicesFlag, Signals: SignalViaCLI},
+	"podman":      {NeedsImage: true, MountForbidden: ":", GPUs: GPUDevicesFlag, Signals: SignalViaCLI},
+	"none":        {GPUs: GPUInherit, Signals: SignalDirect},
+}
+
+func TestEveryRuntimeIsRegistered(t *testing.T) {
+	for name, want := range builtin {
 		r, err := Lookup(name)
 		if err != nil {
 			t.Fatal(err)
@@ -36,14 +48,83 @@ func TestEverySpecRuntimeIsRegistered(t *testing.T) {
 		if r.Name() != name {
 			t.Errorf("Lookup(%q).Name() = %q", name, r.Name())
 		}
+		if got := r.Capabilities(); got != want {
+			t.Errorf("%s: capabilities %+v, want %+v", name, got, want)
+		}
 	}
-	if names := Names(); !slices.Equal(names, slices.Sorted(slices.Values(experiment.Runtimes))) {
-		t.Errorf("registered %v, spec knows %v", names, experiment.Runtimes)
+	if names := Names(); !slices.Equal(names, slices.Sorted(maps.Keys(builtin))) {
+		t.Errorf("registered %v, built in %v", names, slices.Sorted(maps.Keys(builtin)))
 	}
 	if _, err := Lookup("dokcer"); err == nil || !strings.Contains(err.Error(), "known: apptainer") {
 		t.Errorf("Lookup(dokcer) error = %v", err)
 	}
 }
+
+// TestCapabilitiesMatchCommand checks the informational fields against the launch lines:
+// what a runtime says about GPUs and signals is what its Command does.
+func TestCapabilitiesMatchCommand(t *testing.T) {
+	for _, name := range Names() {
+		r, _ := Lookup(name)
+		c := r.Capabilities()
+		l := launch()
+		l.Mounts = nil
+		ws, err := r.Command(l)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var words []string
+		for _, w := range ws[:len(ws)-len(l.Argv)] {
+			words = append(words, w.String())
+		}
+		has := func(s string) bool { return slices.Contains(words, s) }
+		if has("--nv") != (c.GPUs == GPUNvFlag) || has("--gpus") != (c.GPUs == GPUDevicesFlag) {
+			t.Errorf("%s declares GPUs %d but its line is %v", name, c.GPUs, words)
+		}
+		if has("--init") != (c.Signals == SignalViaCLI) {
+			t.Errorf("%s declares Signals %d but its line is %v", name, c.Signals, words)
+		}
+		if has("srun") != c.NeedsSrun {
+			t.Errorf("%s declares NeedsSrun %v but its line is %v", name, c.NeedsSrun, words)
+		}
+		l.GPUs = 0
+		ws, _ = r.Command(l)
+		for _, w := range ws {
+			if s := w.String(); s == "--nv" || s == "--gpus" {
+				t.Errorf("%s: %s without GPUs", name, s)
+			}
+		}
+	}
+}
+
+func TestRegisterRefusesDuplicatesAndInconsistentCapabilities(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    Runtime
+		want string
+	}{
+		{"none", none{}, "registered twice"},
+		{"bad-sep", fixed{Capabilities{MountForbidden: ":", MountListSeparator: ","}}, "not in MountForbidden"},
+	} {
+		func() {
+			defer func() {
+				if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), tt.want) {
+					t.Errorf("Register(%s): panic %v, want %q", tt.name, p, tt.want)
+				}
+			}()
+			Register(tt.name, func() Runtime { return tt.r })
+		}()
+	}
+	if _, err := Lookup("bad-sep"); err == nil {
+		t.Error("a refused runtime was registered")
+	}
+}
+
+// fixed is a runtime that declares caps and runs nothing.
+type fixed struct{ caps Capabilities }
+
+func (fixed) Name() string                   { return "fixed" }
+func (fixed) Command(Launch) ([]Word, error) { return nil, fmt.Errorf("fixed runs nothing") }
+func (f fixed) Capabilities() Capabilities   { return f.caps }
 
 func TestCommand(t *testing.T) {
 	const argv = `python3 '/home/u/runs/r 1/trainer/train.py' train --stage frozen`
@@ -147,10 +228,9 @@ func TestEmpty(t *testing.T) {
 		if _, err := r.Command(Launch{Image: "i", RunDir: "/r"}); err == nil {
 			t.Errorf("%s accepted an empty argv", name)
 		}
-		if name != "none" {
-			if _, err := r.Command(Launch{RunDir: "/r", Argv: []string{"x"}}); err == nil {
-				t.Errorf("%s accepted an empty image", name)
-			}
+		_, err := r.Command(Launch{RunDir: "/r", Argv: []string{"x"}})
+		if needs := r.Capabilities().NeedsImage; needs != (err != nil) {
+			t.Errorf("%s: NeedsImage %v, but without an image Command returned %v", name, needs, err)
 		}
 	}
 }

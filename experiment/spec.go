@@ -158,9 +158,6 @@ var Backbones = map[string]int{
 	"tinycnn": 8,
 }
 
-// Runtimes lists the container runtimes; containers.Lookup has one implementation each.
-var Runtimes = []string{"pyxis", "apptainer", "singularity", "docker", "podman", "none"}
-
 // Optimizers lists the optimizer names the trainer accepts.
 var Optimizers = []string{"rmsprop", "adam", "sgd"}
 

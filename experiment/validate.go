@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/hpctl/hpctl/containers"
 	"github.com/hpctl/hpctl/jobs"
 )
 
@@ -290,20 +291,29 @@ func (c *checker) mem(path, v string, required bool) {
 }
 
 func (c *checker) container(ct *Container) {
-	if !slices.Contains(Runtimes, ct.Runtime) {
-		c.oneOf("container.runtime", ct.Runtime, Runtimes)
+	rt, err := containers.Lookup(ct.Runtime)
+	if err != nil {
+		c.oneOf("container.runtime", ct.Runtime, containers.Names())
 		return
 	}
-	if ct.Runtime != "none" && ct.Image == "" {
+	caps := rt.Capabilities()
+	if caps.NeedsImage && ct.Image == "" {
 		c.add("container.image", "required for runtime %s: a .sqsh/.sif path or a registry reference", ct.Runtime)
 	}
 	for i, m := range ct.Mounts {
 		p := fmt.Sprintf("container.mounts[%d]", i)
 		parts := strings.Split(m, ":")
-		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		switch {
+		case len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "":
 			c.add(p, "%q is not SOURCE:TARGET or SOURCE:TARGET:OPTIONS", m)
-		} else if strings.Contains(m, ",") {
-			c.add(p, "%q: ',' separates mounts for pyxis; give one mount per entry", m)
+		case caps.MountListSeparator != "" && strings.Contains(m, caps.MountListSeparator):
+			c.add(p, "%q: '%s' separates mounts for %s; give one mount per entry", m, caps.MountListSeparator, ct.Runtime)
+		default:
+			// ':' was read above as the field separator; any other forbidden character
+			// would split a field.
+			if cs := forbiddenIn(m, strings.ReplaceAll(caps.MountForbidden, ":", "")); cs != "" {
+				c.add(p, "%q holds %s, which runtime %s cannot mount; rename the directory or use runtime none", m, cs, ct.Runtime)
+			}
 		}
 	}
 	if ct.Python == "" {
@@ -311,13 +321,16 @@ func (c *checker) container(ct *Container) {
 	}
 }
 
-// mountable rejects paths that a container runtime must mount but cannot express: pyxis
-// and apptainer separate mounts with ',' and fields with ':', docker fields with ':'.
+// mountable rejects paths that the container runtime must mount but cannot express: those
+// holding a character of its Capabilities().MountForbidden (pyxis and apptainer separate
+// mounts with ',' and fields with ':', docker fields with ':').
 func (c *checker) mountable() {
 	s := &c.l.Spec
-	if s.Container.Runtime == "none" || !slices.Contains(Runtimes, s.Container.Runtime) {
-		return
+	rt, err := containers.Lookup(s.Container.Runtime)
+	if err != nil {
+		return // container() reported it
 	}
+	forbidden := rt.Capabilities().MountForbidden
 	fields := []struct{ path, v string }{
 		{"workdir", s.Workdir}, {"data.train", s.Data.Train}, {"data.val", s.Data.Val},
 		{"model.weights_cache", s.Model.WeightsCache},
@@ -326,10 +339,27 @@ func (c *checker) mountable() {
 		fields = append(fields, struct{ path, v string }{"model.weights", s.Model.Weights})
 	}
 	for _, f := range fields {
-		if strings.ContainsAny(f.v, ",:") {
-			c.add(f.path, "%q holds ',' or ':', which runtime %s cannot mount; rename the directory or use runtime none", f.v, s.Container.Runtime)
+		if cs := forbiddenIn(f.v, forbidden); cs != "" {
+			c.add(f.path, "%q holds %s, which runtime %s cannot mount; rename the directory or use runtime none", f.v, cs, s.Container.Runtime)
 		}
 	}
+}
+
+// forbiddenIn names the characters of chars as a message lists them: "',' or ':'". It
+// names them all when v holds any (the user learns every character to avoid at once),
+// and returns "" when v holds none.
+func forbiddenIn(v, chars string) string {
+	if !strings.ContainsAny(v, chars) {
+		return ""
+	}
+	var q []string
+	for _, r := range chars {
+		q = append(q, "'"+string(r)+"'")
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }
 
 func (c *checker) stages() {

@@ -73,7 +73,7 @@ var malformed = []struct {
 	{"dropout out of range", "name: x\nmodel:\n  dropout: 1.5\nstages: [{name: a}]\n",
 		[]string{"3:12: model.dropout: 1.5 is outside [0, 1)"}},
 	{"unknown runtime with suggestion", "name: x\ncontainer:\n  runtime: apptainr\nstages: [{name: a}]\n",
-		[]string{"3:12: container.runtime: \"apptainr\" is not one of pyxis, apptainer, singularity, docker, podman, none; did you mean \"apptainer\"?"}},
+		[]string{"3:12: container.runtime: \"apptainr\" is not one of apptainer, docker, none, podman, pyxis, singularity; did you mean \"apptainer\"?"}},
 	{"image required for a container runtime", "name: x\ncontainer:\n  image: ''\nstages: [{name: a}]\n",
 		[]string{"3:10: container.image: required for runtime pyxis: a .sqsh/.sif path or a registry reference"}},
 	{"bad mount", "name: x\ncontainer:\n  mounts: [/data]\nstages: [{name: a}]\n",
@@ -106,6 +106,10 @@ var malformed = []struct {
 		[]string{"3:10: data.train: \"~bob/data\": only ~/ (your own home) is expanded; write the full path"}},
 	{"data path a container runtime cannot mount", "name: x\ndata:\n  val: /d/a:b\nstages: [{name: a}]\n",
 		[]string{"3:8: data.val: \"/d/a:b\" holds ',' or ':', which runtime pyxis cannot mount; rename the directory or use runtime none"}},
+	{"data path docker cannot mount names only ':'", "name: x\ncontainer: {runtime: docker, image: tf}\ndata:\n  val: /d/a:b,c\nstages: [{name: a}]\n",
+		[]string{"4:8: data.val: \"/d/a:b,c\" holds ':', which runtime docker cannot mount; rename the directory or use runtime none"}},
+	{"two mounts in one entry for apptainer", "name: x\ncontainer: {runtime: apptainer, image: tf.sif, mounts: ['/a:/a,/b:/b']}\nstages: [{name: a}]\n",
+		[]string{"2:57: container.mounts[0]: \"/a:/a,/b:/b\": ',' separates mounts for apptainer; give one mount per entry"}},
 	{"invalid YAML", "name: x\nstages: [\n",
 		[]string{"2:1: invalid YAML: did not find expected node content"}},
 	{"empty file", "",
@@ -153,6 +157,23 @@ func TestMalformedSpecs(t *testing.T) {
 				t.Errorf("validation wrote files: %v", entries)
 			}
 		})
+	}
+}
+
+// TestMountRulesComeFromTheRuntime: what a runtime does not forbid passes; docker's -v has
+// no list separator and none mounts nothing, so a comma is an ordinary character there.
+func TestMountRulesComeFromTheRuntime(t *testing.T) {
+	for _, src := range []string{
+		"name: x\ncontainer: {runtime: docker, image: tf, mounts: ['/a,b:/a,b:ro']}\ndata: {val: '/d/a,b'}\nstages: [{name: a}]\n",
+		"name: x\ncontainer: {runtime: none, mounts: ['/a,b:/a,b']}\ndata: {val: '/d/a:b,c'}\nstages: [{name: a}]\n",
+	} {
+		l, err := Parse("spec.yaml", []byte(src))
+		if err == nil {
+			err = l.Validate()
+		}
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+		}
 	}
 }
 

@@ -54,6 +54,9 @@ type Submission struct {
 // and the run is recorded as failed with the reason: no job is ever left running that
 // the registry does not know about.
 func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, l *experiment.Loaded, opts SubmitOptions) (*Submission, error) {
+	if err := CheckExecutor(l, ex); err != nil {
+		return nil, err
+	}
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now

@@ -92,10 +92,6 @@ func runSubmit(ctx context.Context, e *env, o submitOptions) error {
 	if err != nil {
 		return err
 	}
-	if ex.Name() == "local" && l.Spec.Container.Runtime == "pyxis" {
-		// pyxis is srun's --container-image: without Slurm every stage would fail at once.
-		return usageError(fmt.Errorf("%s: container.runtime pyxis runs through srun, but the jobs would run on this machine without Slurm (no sbatch answered); reach the cluster with --host or cluster.host, or use runtime none, apptainer or docker here", o.spec))
-	}
 	var reg registry.Store // a dry run records nothing, so it opens nothing
 	if !o.dryRun {
 		r, err := e.openRegistry(ctx)
