@@ -58,7 +58,9 @@ type Loaded struct {
 	File string
 	// Source is the file exactly as read; it is staged as spec.yaml.
 	Source []byte
-	pos    map[string]Pos
+	// Sweep is the expanded `sweep:` section; nil for a spec that runs one trial.
+	Sweep *Sweep
+	pos   map[string]Pos
 }
 
 // PosOf returns where path (for example "stages[1].epochs") was written, falling back to
@@ -116,11 +118,32 @@ func Parse(file string, src []byte) (*Loaded, error) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
+	root, sweepKey, sweepVal := withoutKey(root, "sweep")
 	d.value(root, reflect.ValueOf(&l.Spec).Elem(), "")
+	if sweepVal != nil {
+		d.pos["sweep"] = Pos{sweepVal.Line, sweepVal.Column}
+		l.Sweep = d.sweep(root, sweepKey, sweepVal, &l.Spec)
+	}
 	if len(d.problems) > 0 {
 		return l, &SpecError{Problems: d.problems}
 	}
 	return l, nil
+}
+
+// withoutKey returns mapping n without key (a copy; n is left as it is), and the key's
+// and value's nodes when it was there.
+func withoutKey(n *yaml.Node, key string) (*yaml.Node, *yaml.Node, *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		return n, nil, nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			cp := *n
+			cp.Content = append(append([]*yaml.Node(nil), n.Content[:i]...), n.Content[i+2:]...)
+			return &cp, n.Content[i], n.Content[i+1]
+		}
+	}
+	return n, nil, nil
 }
 
 // yamlProblem turns yaml.v3's "yaml: line N: msg" into a positioned problem.

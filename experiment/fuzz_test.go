@@ -11,8 +11,13 @@ func FuzzParse(f *testing.F) {
 	for _, tc := range malformed {
 		f.Add([]byte(tc.src))
 	}
-	if b, err := os.ReadFile("../configs/urban.yaml"); err == nil {
-		f.Add(b)
+	for _, tc := range badSweeps {
+		f.Add([]byte(tc.src))
+	}
+	for _, c := range []string{"../configs/urban.yaml", "../configs/urban-sweep.yaml"} {
+		if b, err := os.ReadFile(c); err == nil {
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		l, err := Parse("fuzz.yaml", src)
@@ -34,12 +39,17 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		p, err := NewPlan(l.Spec.Resolve("/home/u", "/proj"), "r")
+		p, err := l.Plan("/home/u", "/proj", "r")
 		if err != nil {
 			t.Fatalf("valid spec does not plan: %v", err)
 		}
 		if _, err := p.ResolvedJSON(); err != nil {
 			t.Fatal(err)
+		}
+		for _, tr := range p.Trials {
+			if _, err := p.TrialJSON(tr); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -37,7 +38,14 @@ const (
 	// StateDir holds the resume state of the last completed epoch; never fetched unless
 	// asked for.
 	StateDir = "state"
+	// TrialsDir holds a sweep's trials, one directory each (TrialDir), laid out as a run
+	// directory of its own: spec.resolved.json and stages/. TrialTable lists them.
+	TrialsDir  = "trials"
+	TrialTable = "trials.json"
 )
+
+// TrialDir is trial k's directory, relative to the run directory.
+func TrialDir(k int) string { return path.Join(TrialsDir, strconv.Itoa(k)) }
 
 // StagePaths are where one stage's files live, relative to the run directory and
 // slash-separated. They are written into spec.resolved.json, so the trainer takes its
@@ -90,6 +98,12 @@ func ScriptPath(runDir, stage string) string { return path.Join(runDir, PathsOf(
 // LogPath is a job's stdout (ext "out") or stderr (ext "err") file.
 func LogPath(runDir, jobName, jobID, ext string) string {
 	return path.Join(runDir, LogsDir, jobName+"-"+jobID+"."+ext)
+}
+
+// ArrayLogPattern is LogPattern for a sweep's array jobs: one log per task,
+// <job-name>-<array job id>_<task>.<ext>.
+func ArrayLogPattern(runDir, ext string) string {
+	return path.Join(runDir, LogsDir, "%x-%A_%a."+ext)
 }
 
 // LogPattern is the --output/--error pattern Slurm expands into LogPath's names.

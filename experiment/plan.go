@@ -56,7 +56,28 @@ type Plan struct {
 	SpecHash string
 	// DataChecks are the data folders to check on the cluster.
 	DataChecks []DataCheck
+	// Trials are a sweep's trials, in index order; nil when the spec runs once. Each
+	// stage is then one array job over them.
+	Trials []PlannedTrial
+	// MaxParallel is how many trials run at once (0: no limit).
+	MaxParallel int
 }
+
+// PlannedTrial is one trial of a sweep: its own resolved spec and directory.
+type PlannedTrial struct {
+	Index  int
+	Values []TrialValue
+	// Spec is the trial's whole spec, resolved.
+	Spec Spec
+	// Dir is the trial's directory, relative to the run directory (trials/<index>):
+	// a run directory of its own for the trial's stages (PathsOf, relative to it).
+	Dir string
+}
+
+// TrialPlaceholder stands for the trial's index in the trainer's arguments of a sweep's
+// stage; the trainer replaces it with $HPCTL_TRIAL, which the job script sets from the
+// array task. (One job script serves every trial; no shell text is built from it.)
+const TrialPlaceholder = "{trial}"
 
 // Resolve returns a copy of the spec with home-relative paths made absolute and relative
 // data paths joined to base (the directory hpctl treats as the user's project on the
@@ -115,7 +136,46 @@ func (l *Loaded) Plan(home, base, runID string) (*Plan, error) {
 	for i := range p.DataChecks {
 		p.DataChecks[i].Pos = l.PosOf(p.DataChecks[i].Key)
 	}
+	if l.Sweep != nil {
+		p.planTrials(l, home, base)
+	}
 	return p, nil
+}
+
+// planTrials resolves every trial, points the trainer's arguments at the trial's own
+// directory, and adds the data folders trials sweep to the checks, at the swept value.
+func (p *Plan) planTrials(l *Loaded, home, base string) {
+	p.MaxParallel = l.Sweep.MaxParallel
+	checked := map[string]bool{}
+	for _, c := range p.DataChecks {
+		checked[c.Path] = true
+	}
+	for _, t := range l.Sweep.Trials {
+		pt := PlannedTrial{Index: t.Index, Values: t.Values, Spec: t.Spec.Resolve(home, base), Dir: TrialDir(t.Index)}
+		for _, c := range []DataCheck{{Key: "data.train", Path: pt.Spec.Data.Train}, {Key: "data.val", Path: pt.Spec.Data.Val}} {
+			if !checked[c.Path] {
+				checked[c.Path] = true
+				c.Pos = l.trialLoaded(t).PosOf(c.Key)
+				p.DataChecks = append(p.DataChecks, c)
+			}
+		}
+		p.Trials = append(p.Trials, pt)
+	}
+	trialDir := path.Join(p.RunDir, TrialsDir, TrialPlaceholder)
+	for i := range p.Stages {
+		st := &p.Stages[i]
+		if !st.Trainer {
+			continue
+		}
+		for j, a := range st.Command {
+			switch a {
+			case path.Join(p.RunDir, ResolvedSpecFile):
+				st.Command[j] = path.Join(trialDir, ResolvedSpecFile)
+			case p.RunDir:
+				st.Command[j] = trialDir
+			}
+		}
+	}
 }
 
 // NewPlan orders the stages and computes each one's resources, command, epoch count and
@@ -247,11 +307,17 @@ type resolvedStage struct {
 }
 
 // ResolvedJSON is spec.resolved.json: every default filled in, in plan order.
-func (p *Plan) ResolvedJSON() ([]byte, error) {
-	r := resolvedSpec{Name: p.Spec.Name, Seed: p.Spec.Seed, Data: p.Spec.Data, Model: p.Spec.Model,
-		Augment: p.Spec.Augment, Training: p.Spec.Training}
+func (p *Plan) ResolvedJSON() ([]byte, error) { return p.resolvedJSON(p.Spec) }
+
+// TrialJSON is trial t's spec.resolved.json (in its trial directory, which its paths are
+// relative to).
+func (p *Plan) TrialJSON(t PlannedTrial) ([]byte, error) { return p.resolvedJSON(t.Spec) }
+
+func (p *Plan) resolvedJSON(spec Spec) ([]byte, error) {
+	r := resolvedSpec{Name: spec.Name, Seed: spec.Seed, Data: spec.Data, Model: spec.Model,
+		Augment: spec.Augment, Training: spec.Training}
 	for _, ps := range p.Stages {
-		st := p.Spec.StageByName(ps.Name)
+		st := spec.StageByName(ps.Name)
 		rs := resolvedStage{
 			Name: st.Name, DependsOn: nonNil(st.DependsOn), InitFrom: st.InitFrom,
 			UnfreezeLayers: st.Unfreeze.LayerCount(), Epochs: st.Epochs,

@@ -166,6 +166,7 @@ func (l *Loaded) Validate() error {
 	c.container(&s.Container)
 	c.mountable()
 	c.stages()
+	c.problems = append(c.problems, l.validateSweep(c.problems)...)
 
 	if len(c.problems) > 0 {
 		return &SpecError{Problems: c.problems}

@@ -4,6 +4,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"path"
@@ -56,6 +57,20 @@ func Render(p *experiment.Plan) ([]transport.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("render: read the embedded trainer: %w", err)
 	}
+	if p.Trials != nil {
+		table, err := trialTable(p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, transport.File{Path: experiment.TrialTable, Mode: 0o644, Data: table})
+		for _, t := range p.Trials {
+			b, err := p.TrialJSON(t)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, transport.File{Path: path.Join(t.Dir, experiment.ResolvedSpecFile), Mode: 0o644, Data: b})
+		}
+	}
 	for _, st := range p.Stages {
 		script, err := Script(p, st)
 		if err != nil {
@@ -66,6 +81,31 @@ func Render(p *experiment.Plan) ([]transport.File, error) {
 	return files, nil
 }
 
+// trialTable is trials.json: which values each trial of a sweep runs with.
+func trialTable(p *experiment.Plan) ([]byte, error) {
+	type row struct {
+		Trial  int            `json:"trial"`
+		Dir    string         `json:"dir"`
+		Values map[string]any `json:"values"`
+	}
+	t := struct {
+		MaxParallel int   `json:"max_parallel"`
+		Trials      []row `json:"trials"`
+	}{MaxParallel: p.MaxParallel}
+	for _, tr := range p.Trials {
+		r := row{Trial: tr.Index, Dir: tr.Dir, Values: map[string]any{}}
+		for _, v := range tr.Values {
+			r.Values[v.Key] = v.Data()
+		}
+		t.Trials = append(t.Trials, r)
+	}
+	b, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render: trial table: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
 // Script renders the job script of one stage of the plan.
 func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 	words, err := LaunchWords(p, st)
@@ -74,6 +114,9 @@ func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 	}
 	data := struct {
 		RunID, RunDir, Stage, JobName, Runtime, LogOut, LogErr, Launch string
+		// Sweep: the script serves every trial, as one array job; TrialsDir holds them.
+		Sweep     bool
+		TrialsDir string
 		// The layout, from experiment's constants.
 		StagesDir, MarkerDir, LogsDir, Started, Finished string
 		R                                                jobs.Resources
@@ -85,6 +128,11 @@ func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 		Launch: wrap(words, len(st.Command)), R: st.Resources,
 		StagesDir: experiment.StagesDir, MarkerDir: experiment.MarkerDir, LogsDir: experiment.LogsDir,
 		Started: experiment.StartedMarker, Finished: experiment.FinishedMarker,
+		Sweep: p.Trials != nil, TrialsDir: experiment.TrialsDir,
+	}
+	if data.Sweep {
+		data.LogOut = experiment.ArrayLogPattern(p.RunDir, "out")
+		data.LogErr = experiment.ArrayLogPattern(p.RunDir, "err")
 	}
 	if st.Trainer && p.Spec.Model.WeightsCache != "" {
 		// enroot and apptainer refuse to mount a directory that does not exist yet.
@@ -111,8 +159,16 @@ func LaunchWords(p *experiment.Plan, st experiment.PlannedStage) ([]containers.W
 		Env:    []string{"HPCTL_RUN_DIR", "HPCTL_STAGE", "HPCTL_JOB_ID", "HPCTL_ATTEMPT"},
 		Argv:   st.Command,
 	}
+	if p.Trials != nil {
+		l.Env = append(l.Env, "HPCTL_TRIAL", "HPCTL_TRIAL_DIR")
+	}
 	if st.Trainer {
 		l.Mounts = trainerMounts(p.Spec)
+		// A sweep's trials may read other data or weights: the one launch line mounts
+		// what any of them needs.
+		for _, t := range p.Trials {
+			l.Mounts = addMounts(l.Mounts, trainerMounts(t.Spec))
+		}
 	}
 	for _, m := range c.Mounts {
 		mount, err := containers.ParseMount(m)
@@ -147,6 +203,21 @@ func trainerMounts(s experiment.Spec) []containers.Mount {
 	}
 	// The trainer may download into the cache, so it stays writable.
 	add(s.Model.WeightsCache, "")
+	return ms
+}
+
+// addMounts appends the mounts of more that ms does not have yet.
+func addMounts(ms, more []containers.Mount) []containers.Mount {
+	have := map[string]bool{}
+	for _, m := range ms {
+		have[m.Target] = true
+	}
+	for _, m := range more {
+		if !have[m.Target] {
+			have[m.Target] = true
+			ms = append(ms, m)
+		}
+	}
 	return ms
 }
 
