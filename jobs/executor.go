@@ -4,6 +4,7 @@ package jobs
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -80,9 +81,32 @@ type SubmitRequest struct {
 	// Script is the staged job script's absolute path on the cluster.
 	Script  string
 	JobName string
-	// DependsOn are job IDs that must complete successfully first (afterok).
+	// DependsOn are job IDs that must complete successfully first (afterok). For an
+	// array job they are array jobs, and each task waits only for the task of the same
+	// index in each of them (Slurm's aftercorr): trial k's next stage starts when trial
+	// k's previous one succeeded, whatever the other trials do.
 	DependsOn []string
 	Resources Resources
+	// Array, when set, makes this one array job over a sweep's trials.
+	Array *Array
+}
+
+// Array is an array job: Count tasks, indices 0..Count-1, task i running trial
+// Offset+i (the job script reads HPCTL_TRIAL_OFFSET), at most MaxParallel at once (0: no
+// limit). A task's id is <array job id>_<index>.
+type Array struct {
+	Count       int
+	Offset      int
+	MaxParallel int
+}
+
+// TaskID is the id of task index of array job id.
+func TaskID(id string, index int) string { return id + "_" + strconv.Itoa(index) }
+
+// ArrayLimiter is an Executor with a limit on array jobs (Slurm's MaxArraySize): a larger
+// sweep is submitted as several arrays per stage, each of at most MaxArray tasks.
+type ArrayLimiter interface {
+	MaxArray(ctx context.Context) (int, error)
 }
 
 // Executor is where scripts run: Slurm, or the local machine. Every implementation must

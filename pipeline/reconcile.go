@@ -59,6 +59,9 @@ func Reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg
 
 // settle records the outcome of one interrupted submission.
 func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, r registry.Run, found []jobs.Found) (registry.Run, error) {
+	if r.Trials > 0 {
+		return settleSweep(ctx, t, ex, reg, r, found)
+	}
 	known := map[string]bool{}
 	for _, s := range r.Stages {
 		if s.JobID != "" {
@@ -136,4 +139,55 @@ func removeStaging(ctx context.Context, t transport.Transport, runDir string) er
 		return fmt.Errorf("remove the half-staged run directory: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
 	}
 	return nil
+}
+
+// settleSweep settles an interrupted sweep: complete when every stage's arrays cover
+// every trial; otherwise every array job found or recorded for it is cancelled and the
+// run recorded as failed (a stage's arrays depend on the previous stage's, part by
+// part, so a part queued for some stages only cannot be finished later).
+func settleSweep(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, r registry.Run, found []jobs.Found) (registry.Run, error) {
+	complete := true
+	ids := map[string]bool{}
+	var all []string
+	add := func(id string) {
+		if id != "" && !ids[id] {
+			ids[id] = true
+			all = append(all, id)
+		}
+	}
+	for _, s := range r.Stages {
+		covered := 0
+		for _, a := range s.Arrays {
+			covered += a.Count
+			add(a.JobID)
+		}
+		complete = complete && covered == r.Trials
+	}
+	var extra []string
+	for _, f := range found {
+		if f.RunDir == r.RunDir && !ids[f.ID] {
+			extra = append(extra, f.ID)
+			add(f.ID)
+		}
+	}
+	cctx := context.WithoutCancel(ctx)
+	if complete && len(extra) == 0 {
+		r.Status, r.Error = registry.RunSubmitted, ""
+	} else {
+		r.Status = registry.RunFailed
+		r.Error = "the submitting hpctl stopped before every stage of the sweep was queued"
+		if len(all) > 0 {
+			if err := ex.Cancel(cctx, all); err != nil {
+				return r, fmt.Errorf("run %s: cancel the jobs of an interrupted submission (%s): %w", r.ID, strings.Join(all, " "), err)
+			}
+			r.Error += "; the jobs it had queued (" + strings.Join(all, " ") + ") were cancelled"
+		}
+		if err := removeStaging(cctx, t, r.RunDir); err != nil {
+			return r, fmt.Errorf("run %s: %w", r.ID, err)
+		}
+	}
+	if err := reg.Put(cctx, r); err != nil {
+		return r, fmt.Errorf("run %s: record the outcome of its interrupted submission: %w", r.ID, err)
+	}
+	return r, nil
 }

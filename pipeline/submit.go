@@ -77,7 +77,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	run := registry.Run{
 		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(plan.SpecFile), SpecHash: plan.SpecHash,
 		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: registry.RunSubmitted,
-		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version,
+		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version, Trials: len(plan.Trials),
 	}
 	for _, st := range plan.Stages {
 		run.Stages = append(run.Stages, registry.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,
@@ -101,6 +101,10 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	// this process holds the run's submission lock: if hpctl dies at any point, the next
 	// status or cancel finds the lock free and settles the run with the jobs really
 	// queued for it (Reconcile), so none is left that hpctl does not know.
+	parts, err := arrayParts(ctx, ex, len(plan.Trials))
+	if err != nil {
+		return sub, fmt.Errorf("submit: %w (nothing was staged or queued)", err)
+	}
 	release, err := reg.Hold(plan.RunID)
 	if err != nil {
 		return sub, fmt.Errorf("submit: %w (nothing was staged or queued)", err)
@@ -113,28 +117,40 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	if err := t.Stage(ctx, plan.RunDir, files); err != nil {
 		return sub, abandon(ctx, ex, reg, &sub.Run, nil, fmt.Errorf("submit: stage the run directory: %w", err))
 	}
-	ids := map[string]string{}
+	ids := map[string][]string{} // stage -> its job per part
 	var queued []string
 	for i, st := range plan.Stages {
-		var deps []string
-		for _, d := range st.DependsOn {
-			deps = append(deps, ids[d])
-		}
-		id, err := ex.Submit(ctx, jobs.SubmitRequest{
-			RunID: plan.RunID, RunDir: plan.RunDir, Stage: st.Name,
-			Script: path.Join(plan.RunDir, st.Paths.Script), JobName: st.JobName,
-			DependsOn: deps, Resources: st.Resources,
-		})
-		if err != nil {
-			err = fmt.Errorf("submit stage %s: %w", st.Name, err)
-			return sub, abandon(ctx, ex, reg, &sub.Run, queued, err)
-		}
-		ids[st.Name] = id
-		queued = append(queued, id)
-		sub.Run.Stages[i].JobID = id
-		if i < len(plan.Stages)-1 {
-			if err := reg.Put(ctx, sub.Run); err != nil {
-				return sub, abandon(ctx, ex, reg, &sub.Run, queued, fmt.Errorf("submit: record job %s: %w", id, err))
+		for c, part := range parts {
+			var deps []string
+			for _, d := range st.DependsOn {
+				deps = append(deps, ids[d][c])
+			}
+			req := jobs.SubmitRequest{
+				RunID: plan.RunID, RunDir: plan.RunDir, Stage: st.Name,
+				Script: path.Join(plan.RunDir, st.Paths.Script), JobName: st.JobName,
+				DependsOn: deps, Resources: st.Resources,
+			}
+			if plan.Trials != nil {
+				req.Array = &jobs.Array{Count: part.Count, Offset: part.First, MaxParallel: plan.MaxParallel}
+			}
+			id, err := ex.Submit(ctx, req)
+			if err != nil {
+				err = fmt.Errorf("submit stage %s: %w", st.Name, err)
+				return sub, abandon(ctx, ex, reg, &sub.Run, queued, err)
+			}
+			ids[st.Name] = append(ids[st.Name], id)
+			queued = append(queued, id)
+			rs := &sub.Run.Stages[i]
+			if rs.JobID == "" {
+				rs.JobID = id
+			}
+			if plan.Trials != nil {
+				rs.Arrays = append(rs.Arrays, registry.ArrayJob{JobID: id, First: part.First, Count: part.Count})
+			}
+			if i < len(plan.Stages)-1 || c < len(parts)-1 {
+				if err := reg.Put(ctx, sub.Run); err != nil {
+					return sub, abandon(ctx, ex, reg, &sub.Run, queued, fmt.Errorf("submit: record job %s: %w", id, err))
+				}
 			}
 		}
 	}
@@ -148,6 +164,28 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		return sub, fmt.Errorf("submit: record the run (its jobs %s were cancelled): %w", strings.Join(queued, " "), err)
 	}
 	return sub, nil
+}
+
+// arrayParts splits a sweep of n trials into the array jobs each stage is submitted as:
+// one, unless n is larger than the cluster allows in one array (MaxArraySize, asked
+// once). A run of one trial (n == 0) is one plain job: one part, no array.
+func arrayParts(ctx context.Context, ex jobs.Executor, n int) ([]registry.ArrayJob, error) {
+	if n == 0 {
+		return []registry.ArrayJob{{}}, nil
+	}
+	size := n
+	if lim, ok := ex.(jobs.ArrayLimiter); ok {
+		limit, err := lim.MaxArray(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read how large an array job the cluster accepts: %w", err)
+		}
+		size = min(n, limit)
+	}
+	var parts []registry.ArrayJob
+	for first := 0; first < n; first += size {
+		parts = append(parts, registry.ArrayJob{First: first, Count: min(size, n-first)})
+	}
+	return parts, nil
 }
 
 // abandon cancels the jobs already queued and records the run as failed. It runs even

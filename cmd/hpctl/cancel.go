@@ -77,9 +77,7 @@ func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry
 	}
 	var ids []string
 	for _, s := range run.Stages {
-		if s.JobID != "" {
-			ids = append(ids, s.JobID)
-		}
+		ids = append(ids, s.JobIDs()...)
 	}
 	if len(ids) == 0 {
 		fmt.Fprintf(e.stdout, "run %s has no jobs to cancel\n", run.ID)

@@ -95,9 +95,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		}
 		row := runsRow{ID: r.ID, State: state, SubmittedAt: r.SubmittedAt, Spec: r.SpecFile, Executor: r.Executor, Host: r.Host, RunDir: r.RunDir, Jobs: []string{}}
 		for _, s := range r.Stages {
-			if s.JobID != "" {
-				row.Jobs = append(row.Jobs, s.JobID)
-			}
+			row.Jobs = append(row.Jobs, s.JobIDs()...)
 		}
 		rows = append(rows, row)
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -24,6 +25,9 @@ type Run struct {
 	SubmittedAt  time.Time  `json:"submitted_at"`
 	HpctlVersion string     `json:"hpctl_version"`
 	Stages       []RunStage `json:"stages"`
+	// Trials is a sweep's number of trials (trials/0 .. trials/N-1 in the run
+	// directory); 0 for a run of one trial.
+	Trials int `json:"trials,omitempty"`
 }
 
 // RunStage is one stage's job within a run.
@@ -33,6 +37,42 @@ type RunStage struct {
 	JobName   string   `json:"job_name"`
 	DependsOn []string `json:"depends_on,omitempty"`
 	Epochs    int      `json:"epochs"`
+	// Arrays are a sweep stage's array jobs, in trial order (one, unless the sweep is
+	// larger than the cluster's MaxArraySize); JobID is then the first of them.
+	Arrays []ArrayJob `json:"arrays,omitempty"`
+}
+
+// ArrayJob is one array job of a sweep's stage: its tasks 0..Count-1 run trials
+// First..First+Count-1.
+type ArrayJob struct {
+	JobID string `json:"job_id"`
+	First int    `json:"first"`
+	Count int    `json:"count"`
+}
+
+// JobIDs are the stage's jobs: its one job, or its array jobs.
+func (s RunStage) JobIDs() []string {
+	if len(s.Arrays) == 0 {
+		if s.JobID == "" {
+			return nil
+		}
+		return []string{s.JobID}
+	}
+	ids := make([]string, 0, len(s.Arrays))
+	for _, a := range s.Arrays {
+		ids = append(ids, a.JobID)
+	}
+	return ids
+}
+
+// TaskOf is the job id of trial k's task in this stage ("" when it was not queued).
+func (s RunStage) TaskOf(k int) string {
+	for _, a := range s.Arrays {
+		if k >= a.First && k < a.First+a.Count && a.JobID != "" {
+			return a.JobID + "_" + strconv.Itoa(k-a.First)
+		}
+	}
+	return ""
 }
 
 // Run submission outcomes.

@@ -45,6 +45,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 	t.Run("Cancel", func(t *testing.T) { cancel(t, setup(t, newEnv)) })
 	t.Run("QueryMany", func(t *testing.T) { queryMany(t, setup(t, newEnv)) })
 	t.Run("FindByRunDir", func(t *testing.T) { findByRunDir(t, setup(t, newEnv)) })
+	t.Run("ArraysCorrelate", func(t *testing.T) { arraysCorrelate(t, setup(t, newEnv)) })
 }
 
 type suite struct {
@@ -53,6 +54,7 @@ type suite struct {
 	// submitted are cancelled at the end, so a failing test leaves no jobs behind.
 	submitted []string
 }
+
 
 func setup(t *testing.T, newEnv func(t *testing.T) Env) *suite {
 	s := &suite{Env: newEnv(t), ctx: context.Background()}
@@ -73,12 +75,26 @@ func setup(t *testing.T, newEnv func(t *testing.T) Env) *suite {
 // submit writes a script running body and submits it.
 func (s *suite) submit(t *testing.T, name, body string, deps ...string) string {
 	t.Helper()
+	return s.queue(t, name, s.script(t, name, body), nil, deps)
+}
+
+// submitArray is submit for an array job of a, each task running body with $trial set
+// to the trial it runs (offset + task index).
+func (s *suite) submitArray(t *testing.T, name, body string, a jobs.Array, deps ...string) string {
+	t.Helper()
+	body = "task=${SLURM_ARRAY_TASK_ID:-$HPCTL_ARRAY_TASK}; trial=$((task + ${HPCTL_TRIAL_OFFSET:-0}))\n" + body
+	return s.queue(t, name, s.script(t, name, body), &a, deps)
+}
+
+// script writes a job script running body in the suite's directory.
+func (s *suite) script(t *testing.T, name, body string) string {
+	t.Helper()
 	script := filepath.Join(s.Dir, name+".sh")
 	text := fmt.Sprintf(`#!/bin/bash
 #SBATCH --job-name=hpctl-contract-%[1]s
 #SBATCH --chdir=%[2]s
-#SBATCH --output=%[2]s/%[1]s.log
-#SBATCH --error=%[2]s/%[1]s.log
+#SBATCH --output=%[2]s/%[1]s-%%a.log
+#SBATCH --error=%[2]s/%[1]s-%%a.log
 #SBATCH --mem=32M
 #SBATCH --cpus-per-task=1
 #SBATCH --time=5
@@ -89,9 +105,14 @@ cd %[2]q
 	if err := os.WriteFile(script, []byte(text), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return script
+}
+
+func (s *suite) queue(t *testing.T, name, script string, arr *jobs.Array, deps []string) string {
+	t.Helper()
 	id, err := s.Executor.Submit(s.ctx, jobs.SubmitRequest{
 		RunID: "contract", RunDir: s.Dir, Stage: name, Script: script,
-		JobName: "hpctl-contract-" + name, DependsOn: deps,
+		JobName: "hpctl-contract-" + name, DependsOn: deps, Array: arr,
 	})
 	if err != nil {
 		t.Fatalf("submit %s: %v", name, err)
@@ -270,6 +291,54 @@ func findByRunDir(t *testing.T, s *suite) {
 	for _, o := range other {
 		if o.ID == id {
 			t.Fatalf("Find of another directory found job %s", id)
+		}
+	}
+}
+
+// arraysCorrelate: two array jobs over trials 10..13, the second depending on the first
+// task by task. Trial 11 fails in the first: only trial 11's second task never runs;
+// the others complete. At most MaxParallel tasks of an array run at once, and each task
+// runs the trial its index and offset name.
+func arraysCorrelate(t *testing.T, s *suite) {
+	a := s.submitArray(t, "frozen", `date +%s.%N > a.$trial.start; sleep 2; date +%s.%N > a.$trial.end; [ "$trial" != 11 ]`,
+		jobs.Array{Count: 4, Offset: 10, MaxParallel: 2})
+	b := s.submitArray(t, "finetune", `touch b.$trial.ran`, jobs.Array{Count: 4, Offset: 10}, a)
+	var ids []string
+	for i := 0; i < 4; i++ {
+		ids = append(ids, jobs.TaskID(a, i), jobs.TaskID(b, i))
+	}
+	s.waitFor(t, ids, "ended", func(st jobs.JobState) bool { return terminal(st) || neverRuns(st) })
+	got := s.waitFor(t, ids, "ended", func(st jobs.JobState) bool { return terminal(st) || neverRuns(st) })
+	for i := 0; i < 4; i++ {
+		trial := 10 + i
+		fa, fb := got[jobs.TaskID(a, i)], got[jobs.TaskID(b, i)]
+		_, ranErr := os.Stat(filepath.Join(s.Dir, fmt.Sprintf("b.%d.ran", trial)))
+		if trial == 11 {
+			if fa.State != jobs.StateFailed || !neverRuns(fb) || ranErr == nil {
+				t.Errorf("trial 11: first %+v, second %+v (ran: %v); want FAILED and never run", fa, fb, ranErr == nil)
+			}
+			continue
+		}
+		if fa.State != jobs.StateCompleted || fb.State != jobs.StateCompleted || ranErr != nil {
+			t.Errorf("trial %d: first %+v, second %+v, ran %v; want both COMPLETED", trial, fa, fb, ranErr == nil)
+		}
+	}
+	// Never more than 2 of the first array at once.
+	type span struct{ start, end float64 }
+	var spans []span
+	for trial := 10; trial < 14; trial++ {
+		spans = append(spans, span{readStamp(t, filepath.Join(s.Dir, fmt.Sprintf("a.%d.start", trial))),
+			readStamp(t, filepath.Join(s.Dir, fmt.Sprintf("a.%d.end", trial)))})
+	}
+	for _, x := range spans {
+		overlapping := 0
+		for _, y := range spans {
+			if y.start <= x.start && x.start < y.end {
+				overlapping++
+			}
+		}
+		if overlapping > 2 {
+			t.Errorf("%d tasks ran at once; max_parallel is 2 (%+v)", overlapping, spans)
 		}
 	}
 }

@@ -144,9 +144,15 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 		return "", fmt.Errorf("local submit %s: %d GPUs requested, this machine has %d: %w", req.JobName, req.Resources.GPUs, len(e.gpus), errkind.ErrUsage)
 	}
 	for _, d := range req.DependsOn {
+		if req.Array != nil {
+			d = jobs.TaskID(d, 0)
+		}
 		if _, err := readRecord(recordPath(e.dir, d)); err != nil {
 			return "", fmt.Errorf("local submit %s: dependency %s: %w", req.JobName, d, err)
 		}
+	}
+	if req.Array != nil {
+		return e.submitArray(req)
 	}
 	now := time.Now()
 	r := record{
@@ -172,34 +178,92 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 	return id, nil
 }
 
-// create picks the next free ID local-<yyyymmddhhmmss>-<n> and writes the record there.
-// The record is written whole under a temporary name and then hard-linked to its final
-// name, which fails if the name is taken: a record is never seen empty or half written,
-// even when hpctl is killed in between.
+// submitArray queues one record (and supervisor) per task of the array, ids
+// <array id>_<index>; task i depends on task i of each array in DependsOn.
+func (e *Executor) submitArray(req jobs.SubmitRequest) (string, error) {
+	a := req.Array
+	if a.Count < 1 || a.Offset < 0 || a.MaxParallel < 0 {
+		return "", fmt.Errorf("local submit %s: bad array %+v", req.JobName, *a)
+	}
+	now := time.Now()
+	base, err := e.reserveArray(now)
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < a.Count; i++ {
+		r := record{
+			ID: jobs.TaskID(base, i), RunID: req.RunID, RunDir: req.RunDir, Stage: req.Stage, Script: req.Script, JobName: req.JobName,
+			GPUsRequested: req.Resources.GPUs, MachineGPUs: e.gpus, Poll: e.poll, State: jobs.StatePending, Submitted: now,
+			Array: base, Task: i, TrialOffset: a.Offset, MaxParallel: a.MaxParallel,
+		}
+		for _, d := range req.DependsOn {
+			r.DependsOn = append(r.DependsOn, jobs.TaskID(d, i))
+		}
+		if len(r.DependsOn) > 0 {
+			r.Reason = reasonDependency
+		}
+		if err := writeNew(recordPath(e.dir, r.ID), r); err != nil {
+			return "", fmt.Errorf("local submit %s: %w", req.JobName, err)
+		}
+		if err := e.startSupervisor(r); err != nil {
+			_, _ = update(e.dir, r.ID, func(r *record) bool {
+				r.State, r.Reason, r.End = jobs.StateFailed, "supervisor did not start", time.Now()
+				return true
+			})
+			return "", fmt.Errorf("local submit %s task %d: %w", req.JobName, i, err)
+		}
+	}
+	return base, nil
+}
+
+// reserveArray picks a free array id: <id>.array, created exclusively, marks it taken.
+func (e *Executor) reserveArray(now time.Time) (string, error) {
+	stamp := now.UTC().Format("20060102150405")
+	for range 10000 {
+		id := "local-" + stamp + "-" + strconv.FormatInt(seq.Add(1), 10)
+		f, err := os.OpenFile(filepath.Join(e.dir, id+".array"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("local submit: %w", err)
+		}
+		f.Close()
+		if _, err := os.Stat(recordPath(e.dir, id)); err == nil {
+			continue // a plain job took the id
+		}
+		return id, nil
+	}
+	return "", errors.New("local submit: no free array ID")
+}
+
+// tasks expands array ids (those with an <id>.array marker) into their tasks' ids; other
+// ids pass as they are.
+func (e *Executor) tasks(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if validID(id) && !strings.Contains(id, "_") {
+			if _, err := os.Stat(filepath.Join(e.dir, id+".array")); err == nil {
+				paths, _ := filepath.Glob(filepath.Join(e.dir, id+"_*.json"))
+				for _, p := range paths {
+					out = append(out, strings.TrimSuffix(filepath.Base(p), ".json"))
+				}
+				continue
+			}
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// create picks the next free ID local-<yyyymmddhhmmss>-<n> and writes the record there
+// (writeNew).
 func (e *Executor) create(r *record, now time.Time) (string, error) {
 	stamp := now.UTC().Format("20060102150405")
 	for range 10000 {
 		id := "local-" + stamp + "-" + strconv.FormatInt(seq.Add(1), 10)
 		r.ID = id
-		b, err := json.MarshalIndent(r, "", "  ")
-		if err != nil {
-			return "", fmt.Errorf("local submit: encode job record: %w", err)
-		}
-		tmp, err := os.CreateTemp(e.dir, ".new-*.tmp")
-		if err != nil {
-			return "", fmt.Errorf("local submit: %w", err)
-		}
-		_, werr := tmp.Write(append(b, '\n'))
-		if serr := tmp.Sync(); werr == nil {
-			werr = serr
-		}
-		if cerr := tmp.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr == nil {
-			werr = os.Link(tmp.Name(), recordPath(e.dir, id))
-		}
-		os.Remove(tmp.Name())
+		werr := writeNew(recordPath(e.dir, id), *r)
 		if errors.Is(werr, os.ErrExist) {
 			continue
 		}
@@ -209,6 +273,32 @@ func (e *Executor) create(r *record, now time.Time) (string, error) {
 		return id, nil
 	}
 	return "", errors.New("local submit: no free job ID")
+}
+
+// writeNew writes a record that must not exist yet: whole, under a temporary name, then
+// hard-linked to path, which fails if the name is taken. A record is never seen empty or
+// half written, even when hpctl is killed in between.
+func writeNew(path string, r record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode job record: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".new-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(append(b, '\n'))
+	if serr := tmp.Sync(); werr == nil {
+		werr = serr
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return werr
+	}
+	return os.Link(tmp.Name(), path)
 }
 
 func (e *Executor) startSupervisor(r record) error {
@@ -254,7 +344,7 @@ func (e *Executor) startSupervisor(r record) error {
 func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.JobState, error) {
 	out := make(map[string]jobs.JobState, len(ids))
 	now := time.Now()
-	for _, id := range ids {
+	for _, id := range e.tasks(ids) {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
@@ -286,6 +376,7 @@ func (e *Executor) Find(ctx context.Context, runDirs []string) ([]jobs.Found, er
 	}
 	now := time.Now()
 	var out []jobs.Found
+	seen := map[string]bool{}
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return out, err
@@ -294,7 +385,16 @@ func (e *Executor) Find(ctx context.Context, runDirs []string) ([]jobs.Found, er
 		if err != nil || !want[r.RunDir] || !validID(r.ID) || recordPath(e.dir, r.ID) != p {
 			continue // unreadable, another run's, or not where its id says
 		}
-		out = append(out, jobs.Found{JobState: effective(p, r, now).jobState(now), Name: r.JobName, RunDir: r.RunDir})
+		st := effective(p, r, now).jobState(now)
+		if r.Array != "" {
+			// What hpctl records and cancels is the array job itself.
+			if seen[r.Array] {
+				continue
+			}
+			seen[r.Array] = true
+			st.ID = r.Array
+		}
+		out = append(out, jobs.Found{JobState: st, Name: r.JobName, RunDir: r.RunDir})
 	}
 	return out, nil
 }
@@ -315,7 +415,7 @@ func (e *Executor) Cancel(ctx context.Context, ids []string) error {
 		pgid int
 	}
 	var running []target
-	for _, id := range ids {
+	for _, id := range e.tasks(ids) {
 		if !validID(id) {
 			missing = append(missing, id)
 			continue

@@ -33,6 +33,13 @@ type record struct {
 	GPUs          []string `json:"gpus,omitempty"`
 	// Poll is how often the supervisor looks at the dependencies' records.
 	Poll time.Duration `json:"poll_ns"`
+	// Array is the array job this record is task Task of (its id is Array_Task); the
+	// task runs trial TrialOffset+Task, with at most MaxParallel of the array's tasks
+	// running at once (0: no limit).
+	Array       string `json:"array,omitempty"`
+	Task        int    `json:"task,omitempty"`
+	TrialOffset int    `json:"trial_offset,omitempty"`
+	MaxParallel int    `json:"max_parallel,omitempty"`
 
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
@@ -65,6 +72,7 @@ const (
 	reasonSupervisorDied = "supervisor died"
 	reasonOrphanRunning  = "supervisor died; job still running"
 	reasonNeverStarted   = "supervisor never started"
+	reasonArrayLimit     = "JobArrayTaskLimit"
 )
 
 // supervisorStartupGrace is how long a record may stay without a supervisor pid before

@@ -145,6 +145,13 @@ func (s *supervisor) tryStart() (cmd *exec.Cmd, started bool, err error) {
 		if r.State != jobs.StatePending {
 			return false
 		}
+		if s.arrayFull(*r) {
+			if r.Reason == reasonArrayLimit {
+				return false
+			}
+			r.Reason = reasonArrayLimit
+			return true
+		}
 		gpus, ok := s.allocate(*r)
 		if !ok {
 			if r.Reason == reasonResources {
@@ -174,6 +181,25 @@ func (s *supervisor) tryStart() (cmd *exec.Cmd, started bool, err error) {
 		return nil, false, err
 	}
 	return cmd, started, err
+}
+
+// arrayFull reports whether MaxParallel of r's array tasks are running already (checked
+// under the GPU lock, which every start takes, so two tasks never both take the last
+// place).
+func (s *supervisor) arrayFull(r record) bool {
+	if r.Array == "" || r.MaxParallel <= 0 {
+		return false
+	}
+	paths, _ := filepath.Glob(filepath.Join(s.dir, r.Array+"_*.json"))
+	now := time.Now()
+	running := 0
+	for _, p := range paths {
+		o, err := readRecord(p)
+		if err == nil && o.Array == r.Array && o.ID != r.ID && effective(p, o, now).State == jobs.StateRunning {
+			running++
+		}
+	}
+	return running >= r.MaxParallel
 }
 
 // allocate picks the job's GPUs among those no running job holds. A machine without
@@ -242,7 +268,7 @@ func (s *supervisor) launch(r record, gpus []string) (*exec.Cmd, error) {
 	cmd := exec.Command("bash", r.Script)
 	cmd.Dir = r.RunDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, stdout, stderr
-	cmd.Env = jobEnv(os.Environ(), r.ID, gpus)
+	cmd.Env = jobEnv(os.Environ(), r, gpus)
 	// A process group of its own; on Linux also Pdeathsig (see jobSysProcAttr). The
 	// signal follows the thread that started the child, so this goroutine's thread stays
 	// locked to it until the script ends (golang/go#27505); wait runs on the same goroutine.
@@ -258,17 +284,29 @@ func (s *supervisor) launch(r record, gpus []string) (*exec.Cmd, error) {
 // jobEnv is the supervisor's environment for the script, minus any SLURM_* variables
 // (submitted from inside an allocation, the script would take Slurm's job ID and call
 // scontrol), plus the job's ID and GPUs.
-func jobEnv(env []string, id string, gpus []string) []string {
-	out := make([]string, 0, len(env)+2)
+func jobEnv(env []string, r record, gpus []string) []string {
+	out := make([]string, 0, len(env)+4)
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "SLURM_") || strings.HasPrefix(kv, envJobID+"=") ||
-			strings.HasPrefix(kv, "CUDA_VISIBLE_DEVICES=") {
+			strings.HasPrefix(kv, "CUDA_VISIBLE_DEVICES=") || strings.HasPrefix(kv, envArrayTask+"=") ||
+			strings.HasPrefix(kv, envTrialOffset+"=") {
 			continue
 		}
 		out = append(out, kv)
 	}
-	return append(out, envJobID+"="+id, "CUDA_VISIBLE_DEVICES="+strings.Join(gpus, ","))
+	out = append(out, envJobID+"="+r.ID, "CUDA_VISIBLE_DEVICES="+strings.Join(gpus, ","))
+	if r.Array != "" {
+		out = append(out, envArrayTask+"="+strconv.Itoa(r.Task), envTrialOffset+"="+strconv.Itoa(r.TrialOffset))
+	}
+	return out
 }
+
+// The array task and trial offset of a sweep's task, as the job script reads them
+// without Slurm (Slurm's own is SLURM_ARRAY_TASK_ID).
+const (
+	envArrayTask   = "HPCTL_ARRAY_TASK"
+	envTrialOffset = "HPCTL_TRIAL_OFFSET"
+)
 
 // wait waits for the script, ends what it left behind in its process group (Slurm ends
 // every process of a job), and records the job's end.

@@ -60,6 +60,8 @@ type Executor struct {
 	// noAccounting is set once sacct said accounting is disabled, so later queries (a
 	// status --watch) do not ask again.
 	noAccounting bool
+	// maxArray is MaxArraySize, once read.
+	maxArray int
 }
 
 var _ jobs.Executor = (*Executor)(nil)
@@ -106,8 +108,23 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 		return "", errors.New("sbatch: no script")
 	}
 	argv := []string{"sbatch", "--parsable"}
+	after := "afterok:"
+	if a := req.Array; a != nil {
+		if a.Count < 1 || a.Offset < 0 || a.MaxParallel < 0 {
+			return "", fmt.Errorf("sbatch %s: bad array %+v", req.Script, *a)
+		}
+		spec := fmt.Sprintf("--array=0-%d", a.Count-1)
+		if a.MaxParallel > 0 {
+			spec += fmt.Sprintf("%%%d", a.MaxParallel)
+		}
+		argv = append(argv, spec, fmt.Sprintf("--export=ALL,HPCTL_TRIAL_OFFSET=%d", a.Offset))
+		after = "aftercorr:"
+	}
 	if len(req.DependsOn) > 0 {
-		argv = append(argv, "--dependency=afterok:"+strings.Join(req.DependsOn, ":"), "--kill-on-invalid-dep=yes")
+		if err := checkIDs(req.DependsOn); err != nil {
+			return "", err
+		}
+		argv = append(argv, "--dependency="+after+strings.Join(req.DependsOn, ":"), "--kill-on-invalid-dep=yes")
 	}
 	argv = append(argv, req.Script)
 	res, err := e.run(ctx, argv)
@@ -173,6 +190,38 @@ func (e *Executor) Cancel(ctx context.Context, ids []string) error {
 // fields.
 const squeueFormat = "%i|%T|%r|%N|%M"
 
+// MaxArray implements jobs.ArrayLimiter: MaxArraySize from `scontrol show config`, read
+// once per Executor. Array indices must stay below it.
+func (e *Executor) MaxArray(ctx context.Context) (int, error) {
+	e.mu.Lock()
+	n := e.maxArray
+	e.mu.Unlock()
+	if n > 0 {
+		return n, nil
+	}
+	res, err := e.run(ctx, []string{"scontrol", "show", "config"})
+	if err != nil {
+		return 0, err
+	}
+	if res.ExitCode != 0 {
+		return 0, fmt.Errorf("scontrol show config: exit %d: %s", res.ExitCode, message(res))
+	}
+	for _, line := range strings.Split(string(res.Stdout), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "MaxArraySize" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 1 {
+				return 0, fmt.Errorf("scontrol show config: MaxArraySize %q", strings.TrimSpace(v))
+			}
+			e.mu.Lock()
+			e.maxArray = n
+			e.mu.Unlock()
+			return n, nil
+		}
+	}
+	return 0, errors.New("scontrol show config: no MaxArraySize")
+}
+
 // findFormat adds the job name and working directory (the run directory: job scripts set
 // --chdir to it) to squeueFormat; the directory comes last, so a "|" in it stays whole.
 const findFormat = squeueFormat + "|%j|%Z"
@@ -196,19 +245,30 @@ func (e *Executor) Find(ctx context.Context, runDirs []string) ([]jobs.Found, er
 		return nil, fmt.Errorf("squeue: exit %d: %s", res.ExitCode, message(res))
 	}
 	var out []jobs.Found
+	seen := map[string]bool{}
 	for _, line := range strings.Split(string(res.Stdout), "\n") {
 		f := strings.SplitN(strings.TrimRight(line, "\r"), "|", 7)
-		if len(f) < 7 || !want[f[6]] || checkIDs([]string{f[0]}) != nil {
+		if len(f) < 7 || !want[f[6]] {
 			continue
 		}
+		// An array job is found as its tasks (id_index, or id_[2-9] while pending):
+		// what hpctl records and cancels is the array job itself.
+		id, _, _ := strings.Cut(f[0], "_")
+		if checkIDs([]string{id}) != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
 		st := parseSqueue(strings.Join(f[:5], "|"))[f[0]]
+		st.ID = id
 		out = append(out, jobs.Found{JobState: st, Name: f[5], RunDir: f[6]})
 	}
 	return out, nil
 }
 
 // sacctFields are read by parseSacct in this order.
-const sacctFields = "JobIDRaw,State,Reason,NodeList,ElapsedRaw,ExitCode,Start,End"
+// JobID rather than JobIDRaw: the same for a plain job, id_index for an array task (a
+// pending array's tasks come compressed, id_[2-4], and are left to squeue).
+const sacctFields = "JobID,State,Reason,NodeList,ElapsedRaw,ExitCode,Start,End"
 
 // Query implements jobs.Executor: one squeue call (all states, so a job that ended within
 // the controller's MinJobAge is still seen) and, for jobs squeue does not show as live,
@@ -230,7 +290,8 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 		return out, nil
 	}
 	for _, chunk := range chunks(ids, e.opts.MaxArgLen) {
-		res, err := e.run(ctx, []string{"squeue", "--states=all", "--jobs=" + strings.Join(chunk, ","), "-h", "-o", squeueFormat})
+		// -r: one line per array task (id_index), pending ones too.
+		res, err := e.run(ctx, []string{"squeue", "--states=all", "-r", "--jobs=" + strings.Join(chunk, ","), "-h", "-o", squeueFormat})
 		if err != nil {
 			return nil, err
 		}
@@ -242,9 +303,17 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 			out[id] = st
 		}
 	}
+	// An array job answers as its tasks (id_index). Tasks that ended are dropped from
+	// squeue's answer while others still run, so sacct is asked about every array.
+	arrays := map[string]bool{}
+	for key := range out {
+		if base, _, ok := strings.Cut(key, "_"); ok {
+			arrays[base] = true
+		}
+	}
 	var finished []string
 	for _, id := range ids {
-		if st, ok := out[id]; !ok || jobs.Terminal(st.State) {
+		if st, ok := out[id]; !ok || jobs.Terminal(st.State) || arrays[id] {
 			finished = append(finished, id)
 		}
 	}
@@ -278,9 +347,16 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 			asked[id] = true
 		}
 		for id, st := range parseSacct(string(res.Stdout)) {
-			if asked[id] {
-				out[id] = st
+			base, _, _ := strings.Cut(id, "_")
+			if !asked[id] && !asked[base] {
+				continue
 			}
+			// squeue's word is the fresher for a live task; sacct adds exit codes and
+			// times once it ended.
+			if cur, ok := out[id]; ok && !jobs.Terminal(cur.State) && id != base {
+				continue
+			}
+			out[id] = st
 		}
 	}
 	return out, nil
