@@ -55,7 +55,6 @@ type suite struct {
 	submitted []string
 }
 
-
 func setup(t *testing.T, newEnv func(t *testing.T) Env) *suite {
 	s := &suite{Env: newEnv(t), ctx: context.Background()}
 	if s.Timeout == 0 {
