@@ -41,6 +41,21 @@ def parse_args(argv):
     return args
 
 
+TRIAL = "{trial}"
+
+
+def with_trial(path):
+    """A sweep's job script serves every trial: hpctl writes {trial} in --spec and
+    --run-dir, and the job script sets HPCTL_TRIAL to the array task's trial."""
+    if path is None or TRIAL not in path:
+        return path
+    trial = os.environ.get("HPCTL_TRIAL", "")
+    if not trial.isdigit():
+        raise InputError("%s names a sweep's trial, but HPCTL_TRIAL is %r, not a trial number"
+                         % (path, trial))
+    return path.replace(TRIAL, trial)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     stage = None
@@ -55,6 +70,7 @@ def main(argv=None):
                 print("%s\t%s\t%.4f" % (path, label, prob))
             sys.stdout.flush()
             return EXIT_OK
+        args.spec, args.run_dir = with_trial(args.spec), with_trial(args.run_dir)
         spec = specmod.load(args.spec)
         specmod.stage(spec, args.stage)
         run_dir = os.path.abspath(args.run_dir or os.path.dirname(os.path.abspath(args.spec)))

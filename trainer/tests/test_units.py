@@ -167,3 +167,21 @@ def test_training_pipeline_shapes_and_eval_unchanged(dataset, tmp_path):
     ref = ref[..., ::-1] - np.array([103.939, 116.779, 123.68], np.float32)
     assert np.allclose(ev, ref, atol=1e-4)
     assert np.allclose(np.asarray(data.load_image_batch(paths[:3], (32, 32), "resnet50")), ref, atol=1e-4)
+
+
+def test_sweep_trial_placeholder(monkeypatch):
+    """A sweep's job script passes {trial} in --spec/--run-dir; HPCTL_TRIAL fills it in,
+    and anything but a trial number there is bad input."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    import train
+    from hpctl_trainer import InputError
+
+    monkeypatch.setenv("HPCTL_TRIAL", "7")
+    assert train.with_trial("/r/trials/{trial}/spec.resolved.json") == "/r/trials/7/spec.resolved.json"
+    assert train.with_trial("/r/spec.resolved.json") == "/r/spec.resolved.json"
+    assert train.with_trial(None) is None
+    for bad in ("", "1;x", "../1"):
+        monkeypatch.setenv("HPCTL_TRIAL", bad)
+        with pytest.raises(InputError):
+            train.with_trial("/r/trials/{trial}")
