@@ -100,6 +100,11 @@ func LogPath(runDir, jobName, jobID, ext string) string {
 	return path.Join(runDir, LogsDir, jobName+"-"+jobID+"."+ext)
 }
 
+// ArrayLogPath is an array task's stdout (ext "out") or stderr (ext "err") file.
+func ArrayLogPath(runDir, jobName, arrayID, task, ext string) string {
+	return path.Join(runDir, LogsDir, jobName+"-"+arrayID+"_"+task+"."+ext)
+}
+
 // ArrayLogPattern is LogPattern for a sweep's array jobs: one log per task,
 // <job-name>-<array job id>_<task>.<ext>.
 func ArrayLogPattern(runDir, ext string) string {
