@@ -55,7 +55,9 @@ func commandNotFound(e *env) cli.CommandNotFoundFunc {
 		}
 		var names []string
 		for _, s := range commands {
-			names = append(names, s.Names()...)
+			if !s.Hidden {
+				names = append(names, s.Names()...)
+			}
 		}
 		msg := fmt.Sprintf("unknown command %q", name)
 		if near := nearest(name, names); near != "" {
