@@ -51,7 +51,9 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "without RUN, show this many recent runs"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw in place until every run shown has ended"},
-			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch (default: the poll-interval setting; at least 1s)"},
+			// DefaultText: the default is a setting, read after flags are parsed; urfave
+			// would print the zero value as a second default.
+			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch, at least 1s", DefaultText: "the poll-interval setting"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
