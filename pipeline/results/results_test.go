@@ -147,7 +147,7 @@ func TestFetchStageAfterFailedDependency(t *testing.T) {
 	remote := filepath.Join(t.TempDir(), "r-4")
 	run := fixture{frozenEpochs: 1}.write(t, remote)
 	fin := filepath.Join(remote, "stages/frozen/.hpctl/finished")
-	if err := os.WriteFile(fin, []byte("job_id=101\nexit_code=3\nend_time=1764394900\nstate=FAILED\n"), 0o644); err != nil {
+	if err := os.WriteFile(fin, []byte("job_id=101\nexit_code=3\nend_time=1900000000\nstate=FAILED\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := results.Summarize(remote, run)
