@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/hpctl/hpctl/internal/registry"
-	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
 	"github.com/hpctl/hpctl/transport"
 	"github.com/urfave/cli/v2"
@@ -100,8 +99,8 @@ func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry
 		switch {
 		case !ok:
 			ended = append(ended, id+" (no longer known to the "+ex.Name()+" executor)")
-		case jobs.Terminal(st.State):
-			ended = append(ended, id+" "+st.State)
+		case st.State.Terminal():
+			ended = append(ended, id+" "+string(st.State))
 		default:
 			live = append(live, id)
 		}

@@ -244,7 +244,7 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 	}
 	var finished []string
 	for _, id := range ids {
-		if st, ok := out[id]; !ok || jobs.Terminal(st.State) {
+		if st, ok := out[id]; !ok || st.State.Terminal() {
 			finished = append(finished, id)
 		}
 	}
@@ -321,7 +321,7 @@ func parseSacct(out string) map[string]jobs.JobState {
 		st.State, st.Reason = normState(state, f[2])
 		// sacct's Reason is why the job last waited; once it ended that only misleads,
 		// except for a job cancelled while waiting (its dependency failed).
-		if st.Reason == "None" || (jobs.Terminal(st.State) && st.State != jobs.StateCancelled) {
+		if st.Reason == "None" || (st.State.Terminal() && st.State != jobs.StateCancelled) {
 			st.Reason = ""
 		}
 		if st.Node == "None assigned" {
@@ -341,7 +341,7 @@ func parseSacct(out string) map[string]jobs.JobState {
 }
 
 // normState maps Slurm's many states onto the vocabulary status shows.
-func normState(s, reason string) (string, string) {
+func normState(s, reason string) (jobs.State, string) {
 	switch s {
 	case "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING":
 		return jobs.StateRunning, reason
@@ -358,7 +358,7 @@ func normState(s, reason string) (string, string) {
 		return jobs.StateCancelled, "revoked"
 	case "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED",
 		"NODE_FAIL", "OUT_OF_MEMORY":
-		return s, reason
+		return jobs.State(s), reason
 	}
 	return jobs.StateUnknown, s
 }
