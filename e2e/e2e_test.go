@@ -220,7 +220,7 @@ func (c *cli) submit(t *testing.T, spec string, global ...string) submitted {
 		// Ended runs are left as they are; anything pending or running is cancelled.
 		if out, errs, code := c.run(t, append(global, "status", s.RunID, "-o", "json")...); code == 0 {
 			var st []pipeline.RunStatus
-			if json.Unmarshal([]byte(out), &st) == nil && len(st) == 1 && jobs.Terminal(st[0].State) {
+			if json.Unmarshal([]byte(out), &st) == nil && len(st) == 1 && st[0].State.Terminal() {
 				return
 			}
 		} else {
@@ -255,7 +255,7 @@ func (c *cli) waitEnded(t *testing.T, run string, timeout time.Duration, global 
 		ended := true
 		for _, s := range st.Stages {
 			now = append(now, fmt.Sprintf("%s %s %d/%d", s.Name, s.State, s.Epoch, s.Epochs))
-			if !jobs.Terminal(s.State) {
+			if !s.State.Terminal() {
 				ended = false
 			}
 		}

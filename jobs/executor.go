@@ -8,41 +8,64 @@ import (
 	"time"
 )
 
-// Job states as Slurm names them; the local executor uses the same words so status reads
-// one vocabulary.
+// State is a job's or a stage's state, in the words Slurm uses; the local executor and
+// every hpctl command (status, logs, fetch-results) use the same words, so a state is
+// compared through its methods rather than as a string in several packages.
+type State string
+
+// The states. Slurm's many others are mapped onto these (jobs/slurm normState).
 const (
-	StatePending     = "PENDING"
-	StateRunning     = "RUNNING"
-	StateCompleted   = "COMPLETED"
-	StateFailed      = "FAILED"
-	StateCancelled   = "CANCELLED"
-	StateTimeout     = "TIMEOUT"
-	StatePreempted   = "PREEMPTED"
-	StateNodeFail    = "NODE_FAIL"
-	StateOutOfMemory = "OUT_OF_MEMORY"
-	StateRequeued    = "REQUEUED"
-	StateUnknown     = "UNKNOWN"
+	StatePending     State = "PENDING"
+	StateRunning     State = "RUNNING"
+	StateCompleted   State = "COMPLETED"
+	StateFailed      State = "FAILED"
+	StateCancelled   State = "CANCELLED"
+	StateTimeout     State = "TIMEOUT"
+	StatePreempted   State = "PREEMPTED"
+	StateNodeFail    State = "NODE_FAIL"
+	StateOutOfMemory State = "OUT_OF_MEMORY"
+	// StateRequeued is what a job script's finished marker says when the job asked to be
+	// requeued (exit 99); Slurm itself shows such a job PENDING.
+	StateRequeued State = "REQUEUED"
+	StateUnknown  State = "UNKNOWN"
 )
+
+// Terminal reports whether a job in this state will not run again. PREEMPTED is not: a
+// preempted job may be requeued.
+func (s State) Terminal() bool {
+	switch s {
+	case StateCompleted, StateFailed, StateCancelled, StateTimeout, StateNodeFail, StateOutOfMemory:
+		return true
+	}
+	return false
+}
+
+// Failed reports whether the job ended (or was stopped) without success; a cancelled
+// job is not failed, it was stopped on purpose or because a dependency failed.
+func (s State) Failed() bool {
+	switch s {
+	case StateFailed, StateTimeout, StateNodeFail, StateOutOfMemory, StatePreempted:
+		return true
+	}
+	return false
+}
+
+// Running reports whether the job runs now.
+func (s State) Running() bool { return s == StateRunning }
+
+// Waiting reports whether the job waits to start (again): pending, or requeued.
+func (s State) Waiting() bool { return s == StatePending || s == StateRequeued }
 
 // JobState is what an executor knows of one job.
 type JobState struct {
 	ID       string        `json:"id"`
-	State    string        `json:"state"`
+	State    State         `json:"state"`
 	Reason   string        `json:"reason,omitempty"`
 	Node     string        `json:"node,omitempty"`
 	Elapsed  time.Duration `json:"elapsed_ns,omitempty"`
 	ExitCode string        `json:"exit_code,omitempty"`
 	Start    time.Time     `json:"start,omitempty"`
 	End      time.Time     `json:"end,omitempty"`
-}
-
-// Terminal reports whether a job in this state will not run again.
-func Terminal(state string) bool {
-	switch state {
-	case StateCompleted, StateFailed, StateCancelled, StateTimeout, StateNodeFail, StateOutOfMemory:
-		return true
-	}
-	return false
 }
 
 // Executor names, as the spec's executor key and --executor take them. Auto is not an

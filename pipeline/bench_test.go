@@ -104,3 +104,61 @@ echo $a $b`
 		}
 	})
 }
+
+// BenchmarkSubmitSweep compares submitting a 256-trial sweep of two stages (two array
+// jobs, aftercorr) with its baseline, the same 512 jobs as 256 chained pairs of plain
+// `sbatch --parsable` calls in one bash script, in the same run on the same cluster.
+// Jobs are cancelled outside the timed part.
+//
+//	go test -run '^$' -bench BenchmarkSubmitSweep -benchtime 3x ./pipeline
+func BenchmarkSubmitSweep(b *testing.B) {
+	testenv.RequireSlurm(b)
+	ctx := context.Background()
+	tr := transport.NewLocal()
+	ex := slurm.New(tr, slurm.Options{})
+
+	b.Run("raw-sbatch-512", func(b *testing.B) {
+		dir := b.TempDir()
+		for _, n := range []string{"one", "two"} {
+			script := "#!/bin/bash\n#SBATCH --job-name=bench-" + n + "\n#SBATCH --output=" + dir + "/%x-%j.out\n" +
+				"#SBATCH --mem=64M\n#SBATCH --cpus-per-task=1\n#SBATCH --time=5\n#SBATCH --hold\ntrue\n"
+			if err := os.WriteFile(filepath.Join(dir, n+".sh"), []byte(script), 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		chain := `set -e
+for i in $(seq 256); do
+	a=$(sbatch --parsable "$1/one.sh")
+	b=$(sbatch --parsable --dependency=afterok:$a --kill-on-invalid-dep=yes "$1/two.sh")
+	echo $a $b
+done`
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			out, err := exec.Command("bash", "-c", chain, "bash", dir).Output()
+			if err != nil {
+				b.Fatalf("raw chain: %v", err)
+			}
+			b.StopTimer()
+			if err := ex.Cancel(ctx, strings.Fields(string(out))); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+
+	b.Run("hpctl-sweep-256", func(b *testing.B) {
+		f := newSweepFixture(b, 256, "true", "true")
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			sub, err := pipeline.Submit(ctx, tr, ex, f.reg, f.spec, pipeline.SubmitOptions{Version: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := ex.Cancel(ctx, []string{sub.Run.Stages[0].JobID, sub.Run.Stages[1].JobID}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+}

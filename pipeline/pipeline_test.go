@@ -145,7 +145,7 @@ func (f *fixture) waitRun(t *testing.T, run registry.Run, what string, cond func
 
 func ended(st pipeline.RunStatus) bool {
 	for _, s := range st.Stages {
-		if !jobs.Terminal(s.State) {
+		if !s.State.Terminal() {
 			return false
 		}
 	}

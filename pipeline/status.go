@@ -12,6 +12,7 @@ import (
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/shell"
 	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/pipeline/stagestate"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -19,7 +20,7 @@ import (
 type StageStatus struct {
 	Name     string        `json:"name"`
 	JobID    string        `json:"job_id,omitempty"`
-	State    string        `json:"state"`
+	State    jobs.State    `json:"state"`
 	Reason   string        `json:"reason,omitempty"`
 	Node     string        `json:"node,omitempty"`
 	Elapsed  time.Duration `json:"elapsed_ns"`
@@ -39,7 +40,7 @@ type StageStatus struct {
 // RunStatus is where one run stands: its record and its stages.
 type RunStatus struct {
 	Run    registry.Run  `json:"run"`
-	State  string        `json:"state"`
+	State  jobs.State    `json:"state"`
 	Stages []StageStatus `json:"stages"`
 }
 
@@ -52,8 +53,9 @@ type StatusOptions struct {
 	KeepStuck bool
 }
 
-// Dependency-failure wording status shows.
-const ReasonDependencyFailed = "dependency failed"
+// ReasonDependencyFailed is the reason a stage that never ran because a dependency
+// failed shows, in status and fetch-results alike.
+const ReasonDependencyFailed = stagestate.ReasonDependencyFailed
 
 // Status resolves every stage of runs (all reached through t and ex) with one
 // ex.Query (one squeue and at most one sacct for Slurm) and one command through t that
@@ -92,7 +94,7 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 				Dir:  experiment.StageDir(r.RunDir, s.Name),
 				Out:  experiment.LogPath(r.RunDir, s.JobName, s.JobID, "out"),
 				Err:  experiment.LogPath(r.RunDir, s.JobName, s.JobID, "err"),
-				Tail: ok && failed(st.State),
+				Tail: ok && st.State.Failed(),
 			})
 		}
 	}
@@ -105,51 +107,39 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 	var stuck []string
 	for _, r := range runs {
 		rs := RunStatus{Run: r}
-		byName := map[string]*StageStatus{}
-		started := map[string]bool{}
+		views := map[string]stagestate.View{}
 		for _, s := range r.Stages {
-			ss := StageStatus{Name: s.Name, JobID: s.JobID, Epochs: s.Epochs}
-			if s.JobID == "" {
-				ss.State = jobs.StateCancelled
-				ss.Reason = "not submitted"
-				rs.Stages = append(rs.Stages, ss)
-				byName[s.Name] = &rs.Stages[len(rs.Stages)-1]
-				continue
-			}
+			in := stagestate.Input{JobID: s.JobID, Submitted: s.JobID != "", Queried: true, EpochsTotal: s.Epochs}
 			f := files[experiment.StageDir(r.RunDir, s.Name)]
-			started[s.Name] = f.started != nil
-			st, known := states[s.JobID]
-			ss.State, ss.Reason, ss.Node, ss.Elapsed, ss.ExitCode = st.State, st.Reason, st.Node, st.Elapsed, st.ExitCode
-			fillFromMarkers(&ss, known, f)
-			if ss.State == jobs.StateCancelled && (ss.Reason == "Dependency" || ss.Reason == "DependencyNeverSatisfied") {
-				ss.Reason = ReasonDependencyFailed // --kill-on-invalid-dep's doing
+			if st, known := states[s.JobID]; known && s.JobID != "" {
+				in.Job = &st
 			}
-			if ss.State == jobs.StatePending && ss.Reason == "DependencyNeverSatisfied" {
+			in.Started, in.Finished, in.EpochsDone = f.started, f.finished, f.epochs
+			v := stagestate.Of(in)
+			// Dependencies come first in a run's stages, so theirs are explained already.
+			var deps []stagestate.View
+			for _, d := range s.DependsOn {
+				if dv, ok := views[d]; ok {
+					deps = append(deps, dv)
+				}
+			}
+			v = v.AfterDependencies(deps...)
+			views[s.Name] = v
+			ss := StageStatus{Name: s.Name, JobID: s.JobID, State: v.State, Reason: v.Reason, Node: v.Node, Elapsed: v.Elapsed,
+				ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal}
+			if s.JobID != "" {
+				ss.BestValAccuracy = f.bestVal
+			}
+			if in.Job != nil && in.Job.State == jobs.StatePending && in.Job.Reason == "DependencyNeverSatisfied" {
 				stuck = append(stuck, s.JobID)
 			}
-			ss.Epoch = f.epochs
-			ss.BestValAccuracy = f.bestVal
-			if failed(ss.State) {
+			if ss.State.Failed() {
 				ss.Log, ss.LogTail = f.errPath, f.errTail
 				if strings.TrimSpace(ss.LogTail) == "" {
 					ss.Log, ss.LogTail = f.outPath, f.outTail
 				}
 			}
 			rs.Stages = append(rs.Stages, ss)
-			byName[s.Name] = &rs.Stages[len(rs.Stages)-1]
-		}
-		// A job that never started and was cancelled (by --kill-on-invalid-dep), or that
-		// Slurm forgot: cancelled because a dependency failed, when one did.
-		for i := range rs.Stages {
-			ss := &rs.Stages[i]
-			if ss.State != jobs.StateUnknown && !(ss.State == jobs.StateCancelled && !started[ss.Name]) {
-				continue
-			}
-			for _, d := range r.Stages[i].DependsOn {
-				if dep := byName[d]; dep != nil && (failed(dep.State) || dep.State == jobs.StateCancelled) {
-					ss.State, ss.Reason, ss.ExitCode = jobs.StateCancelled, ReasonDependencyFailed, ""
-				}
-			}
 		}
 		out = append(out, rs)
 	}
@@ -175,93 +165,17 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 	return out, nil
 }
 
-// fillFromMarkers completes what the scheduler said (or did not say) with the markers
-// the job script wrote.
-func fillFromMarkers(ss *StageStatus, known bool, f stageData) {
-	fin, hasFin := f.finished, f.finished != nil && f.finished["state"] != jobs.StateRequeued
-	start, hasStart := f.started, f.started != nil
-	if hasFin && fin["job_id"] != "" && fin["job_id"] != ss.JobID {
-		hasFin = false // a marker of another job (cannot happen with one run dir per run)
-	}
-	switch {
-	case hasFin && (!known || ss.State == jobs.StatePending || ss.State == jobs.StateUnknown || ss.State == ""):
-		ss.State = fin["state"]
-		if ss.State == "" {
-			ss.State = jobs.StateFailed
-			if fin["exit_code"] == "0" {
-				ss.State = jobs.StateCompleted
-			}
-		}
-		ss.Reason = ""
-		ss.ExitCode = fin["exit_code"]
-	case !known && hasStart:
-		// Started, not in the queue any more, and no finished marker: the job was killed
-		// hard (node failure, SIGKILL) before its script could write one.
-		ss.State, ss.Reason = jobs.StateFailed, "ended without writing its finished marker"
-	case !known:
-		ss.State, ss.Reason = jobs.StateUnknown, "no longer known to the scheduler; it never started"
-	}
-	if jobs.Terminal(ss.State) && ss.ExitCode == "" && hasFin {
-		ss.ExitCode = fin["exit_code"]
-	}
-	if ss.Node == "" && hasStart {
-		ss.Node = start["host"]
-	}
-	if ss.Elapsed == 0 && hasStart {
-		s, _ := strconv.ParseInt(start["start_time"], 10, 64)
-		e := time.Now().Unix()
-		if hasFin {
-			if v, err := strconv.ParseInt(fin["end_time"], 10, 64); err == nil {
-				e = v
-			}
-		}
-		if s > 0 && e >= s && (hasFin || ss.State == jobs.StateRunning) {
-			ss.Elapsed = time.Duration(e-s) * time.Second
-		}
-	}
-}
-
-// failed reports whether a stage ended without success.
-func failed(state string) bool {
-	switch state {
-	case jobs.StateFailed, jobs.StateTimeout, jobs.StateNodeFail, jobs.StateOutOfMemory, jobs.StatePreempted:
-		return true
-	}
-	return false
-}
-
-// runState summarises a run: the first failure wins, then anything still going, then
-// CANCELLED, and COMPLETED only when every stage completed.
-func runState(rs RunStatus) string {
+// runState summarises a run: a failed submission is FAILED, else its stages' states
+// decide (stagestate.Overall).
+func runState(rs RunStatus) jobs.State {
 	if rs.Run.Status == registry.RunFailed {
 		return jobs.StateFailed
 	}
-	var running, pending, cancelled, unknown bool
-	for _, s := range rs.Stages {
-		switch {
-		case failed(s.State):
-			return s.State
-		case s.State == jobs.StateRunning:
-			running = true
-		case s.State == jobs.StatePending || s.State == jobs.StateRequeued:
-			pending = true
-		case s.State == jobs.StateCancelled:
-			cancelled = true
-		case s.State != jobs.StateCompleted:
-			unknown = true
-		}
+	states := make([]jobs.State, len(rs.Stages))
+	for i, s := range rs.Stages {
+		states[i] = s.State
 	}
-	switch {
-	case running:
-		return jobs.StateRunning
-	case pending:
-		return jobs.StatePending
-	case cancelled:
-		return jobs.StateCancelled
-	case unknown:
-		return jobs.StateUnknown
-	}
-	return jobs.StateCompleted
+	return stagestate.Overall(states...)
 }
 
 // stageFiles asks for one stage's files.
@@ -372,39 +286,4 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 		}
 		out[dir] = d
 	}
-}
-
-// StageLog picks a run's stage for logs: the named one, else the last stage (in
-// submission order) whose job has run (left the queue's pending state, and not merely
-// been cancelled while waiting, as a stage whose dependency failed is), else the first.
-func StageLog(run registry.Run, stage string, states map[string]jobs.JobState) (registry.RunStage, error) {
-	if stage != "" {
-		for _, s := range run.Stages {
-			if s.Name == stage {
-				return s, nil
-			}
-		}
-		var names []string
-		for _, s := range run.Stages {
-			names = append(names, s.Name)
-		}
-		return registry.RunStage{}, fmt.Errorf("run %s has no stage %q (stages: %s)", run.ID, stage, strings.Join(names, ", "))
-	}
-	if len(run.Stages) == 0 {
-		return registry.RunStage{}, fmt.Errorf("run %s has no stages", run.ID)
-	}
-	pick := run.Stages[0]
-	for _, s := range run.Stages {
-		st, ok := states[s.JobID]
-		neverRan := st.State == jobs.StateCancelled && st.Node == "" // cancelled while pending: no log
-		if ok && st.State != jobs.StatePending && st.State != jobs.StateUnknown && !neverRan {
-			pick = s
-		}
-	}
-	return pick, nil
-}
-
-// LogFile is the path of a stage's job log ("out" or "err").
-func LogFile(run registry.Run, s registry.RunStage, ext string) string {
-	return experiment.LogPath(run.RunDir, s.JobName, s.JobID, ext)
 }

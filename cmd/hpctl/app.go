@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -66,7 +65,7 @@ func runEnv(e *env, args []string) int {
 }
 
 func newApp(e *env) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "hpctl",
 		Usage: "run transfer-learning pipelines on Slurm GPU clusters",
 		Description: `hpctl renders one YAML experiment into sbatch jobs (a frozen-backbone stage, then a
@@ -109,10 +108,20 @@ Exit codes: docs/exit-codes.md.`,
 			e.log = l
 			return nil
 		},
-		Commands: commands(e),
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(e.stderr, "hpctl: unknown command %q; see hpctl --help\n", name)
-			e.code = exitUsage
-		},
+		Commands:        commands(e),
+		OnUsageError:    onUsageError,
+		CommandNotFound: commandNotFound(e),
 	}
+	// Every command reports a bad flag in one line, as the app does.
+	var hook func([]*cli.Command)
+	hook = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			if c.OnUsageError == nil {
+				c.OnUsageError = onUsageError
+			}
+			hook(c.Subcommands)
+		}
+	}
+	hook(app.Commands)
+	return app
 }

@@ -23,7 +23,8 @@ func cancelCommand(e *env) *cli.Command {
 		Usage:     "cancel every job of runs",
 		ArgsUsage: "RUN...",
 		Description: `Cancels the jobs of each RUN (pending or running) with one scancel per run. Jobs that
-already ended are left as they are. The run directory stays.
+already ended are left as they are; a run whose jobs had all ended says so. The run
+directory stays.
 
 Examples:
    hpctl cancel latest
@@ -83,9 +84,36 @@ func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry
 		fmt.Fprintf(e.stdout, "run %s has no jobs to cancel\n", run.ID)
 		return nil
 	}
-	if err := ex.Cancel(ctx, ids); err != nil {
+	// Ask first, so the message says what cancel did: a run whose jobs all ended was not
+	// cancelled. A job the executor no longer knows is not pending or running either
+	// (squeue lists every live job; Slurm forgets ended ones without accounting).
+	states, err := ex.Query(ctx, ids)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "cancelled run %s (jobs %s)\n", run.ID, strings.Join(ids, " "))
+	var live, ended []string
+	for _, id := range ids {
+		st, ok := states[id]
+		switch {
+		case !ok:
+			ended = append(ended, id+" (no longer known to the "+ex.Name()+" executor)")
+		case st.State.Terminal():
+			ended = append(ended, id+" "+string(st.State))
+		default:
+			live = append(live, id)
+		}
+	}
+	if len(live) == 0 {
+		fmt.Fprintf(e.stdout, "run %s had already ended; nothing to cancel (jobs %s)\n", run.ID, strings.Join(ended, ", "))
+		return nil
+	}
+	if err := ex.Cancel(ctx, live); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("cancelled run %s (jobs %s)", run.ID, strings.Join(live, " "))
+	if len(ended) > 0 {
+		msg += fmt.Sprintf("; already ended: %s", strings.Join(ended, ", "))
+	}
+	fmt.Fprintln(e.stdout, msg)
 	return nil
 }

@@ -166,6 +166,15 @@ func TestInterspersedFlags(t *testing.T) {
 		{"hpctl init --file f.yaml NAME", "hpctl init --file f.yaml -- NAME"},
 		{"hpctl init NAME -- --file", "hpctl init NAME -- --file"},
 		{"hpctl weights fetch s.yaml --mirror http://m -o json", "hpctl weights fetch --mirror http://m -o json -- s.yaml"},
+		// Global flags after the command move before it (hpctl#14).
+		{"hpctl weights fetch --host login s.yaml", "hpctl --host login weights fetch s.yaml"},
+		{"hpctl weights --host=login fetch s.yaml -o json", "hpctl --host=login weights fetch -o json -- s.yaml"},
+		{"hpctl --log-level debug status latest --state-dir /s -w", "hpctl --log-level debug --state-dir /s status -w -- latest"},
+		{"hpctl init NAME --file f.yaml -- -x", "hpctl init --file f.yaml -- NAME -x"},
+		{"hpctl status -- --host h", "hpctl status -- --host h"},
+		{"hpctl stauts --host h", "hpctl stauts --host h"},
+		{"hpctl status --wacth latest", "hpctl status --wacth -- latest"},
+		{"hpctl submit s.yaml --generate-bash-completion", "hpctl submit s.yaml --generate-bash-completion"},
 	} {
 		got := strings.Join(interspersed(app, strings.Fields(tc.in)), " ")
 		if got != tc.want {

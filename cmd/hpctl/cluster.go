@@ -56,11 +56,6 @@ func (e *env) newExecutor(ctx context.Context, kind string, t transport.Transpor
 	})
 }
 
-// findRun looks a run up by id, unique id prefix, or "latest" (registry.Find).
-func findRun(ctx context.Context, reg *registry.Registry, id string) (registry.Run, error) {
-	return reg.Find(ctx, id)
-}
-
 // runGroup is runs reached through the same host with the same executor.
 type runGroup struct {
 	host, executor string

@@ -118,7 +118,7 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 			return err
 		}
 		log.Info().Int("files", f.Transfer.Files).Int64("bytes", f.Transfer.Bytes).Int("verified", f.Transfer.Checked).
-			Bool("rsync", f.Transfer.Rsync).Dur("took", time.Since(start)).Msg("fetched")
+			Bool("rsync", f.Transfer.Rsync).Int64("took_ms", time.Since(start).Milliseconds()).Msg("fetched")
 		all = append(all, f)
 	}
 	if o.json {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/pipeline"
 )
 
 // fetchFixture writes a run directory whose first stage finished three epochs and whose
@@ -59,7 +61,7 @@ func TestFetchResultsCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"demo-20261129-054012-a3f9", "frozen", "COMPLETED", "3/3", "0.6500 (ep 2)", "1m30s", "finetune", "NOT STARTED",
+	for _, want := range []string{"demo-20261129-054012-a3f9", "frozen", "COMPLETED", "3/3", "0.6500 (ep 2)", "1m30s", "finetune", "PENDING",
 		"plot:    " + filepath.Join(res, "demo-20261129-054012-a3f9", "learning-curves.png"), "report:  "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
@@ -139,5 +141,43 @@ func TestEmptyRunIDIsAUsageError(t *testing.T) {
 	}
 	if got.Status != want.Status || got.Error != "" {
 		t.Errorf("run changed by refused commands: status %q error %q", got.Status, got.Error)
+	}
+}
+
+// status and fetch-results read a stage through the same interpreter: a stage that never
+// started because its dependency failed or was cancelled is CANCELLED in both (fetch-results
+// said NOT STARTED). The local executor has never heard of the fixture's jobs, as Slurm
+// has forgotten purged ones, so status, like fetch-results, has only the markers to go by.
+func TestStatusAndFetchResultsSayTheSameWord(t *testing.T) {
+	for _, first := range []string{"job_id=11\nexit_code=3\nend_time=1764395090\nstate=FAILED\n", "job_id=11\nexit_code=143\nend_time=1764395090\nstate=CANCELLED\n"} {
+		dir := isolate(t)
+		run := fetchFixture(t, dir, "demo-20261129-054012-a3f9")
+		if err := os.WriteFile(filepath.Join(run.RunDir, "stages/frozen/.hpctl/finished"), []byte(first), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st := statusJSON(t, run.ID)
+		stdout, stderr, code := hpctl(t, "fetch-results", "--results-dir", filepath.Join(dir, "res"), "-o", "json", run.ID)
+		if code != 0 {
+			t.Fatalf("fetch-results: exit %d: %s", code, stderr)
+		}
+		var fetched []struct {
+			Stages []struct {
+				Name   string `json:"name"`
+				State  string `json:"state"`
+				Reason string `json:"reason"`
+			} `json:"stages"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &fetched); err != nil || len(fetched) != 1 || len(fetched[0].Stages) != len(st.Stages) {
+			t.Fatalf("fetch-results json (%v):\n%s", err, stdout)
+		}
+		for i, s := range st.Stages {
+			f := fetched[0].Stages[i]
+			if f.Name != s.Name || f.State != string(s.State) || f.Reason != s.Reason {
+				t.Errorf("stage %s: status says %s %q, fetch-results %s %q", s.Name, s.State, s.Reason, f.State, f.Reason)
+			}
+		}
+		if s := st.Stages[1]; s.State != jobs.StateCancelled || s.Reason != pipeline.ReasonDependencyFailed {
+			t.Errorf("finetune after %q: %s %q", first, s.State, s.Reason)
+		}
 	}
 }

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"text/template"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/containers"
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/fsutil"
@@ -50,13 +54,30 @@ Examples:
 	}
 }
 
+// starter is what the starter template is filled with. The lists of choices come from
+// the code that accepts them, so a backbone or runtime added there is offered here.
+type starter struct {
+	Name, File string
+	// Backbones are experiment.Backbones' names; Runtimes, containers.Names().
+	Backbones, Runtimes string
+}
+
+func starterData(o initOptions) starter {
+	return starter{
+		Name:      o.name,
+		File:      o.file,
+		Backbones: strings.Join(slices.Sorted(maps.Keys(experiment.Backbones)), ", "),
+		Runtimes:  strings.Join(containers.Names(), ", "),
+	}
+}
+
 func runInit(e *env, o initOptions) error {
 	tmpl, err := template.ParseFS(templates.FS, "starter.yaml.tmpl")
 	if err != nil {
 		return fmt.Errorf("starter template: %w", err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, struct{ Name, File string }{o.name, o.file}); err != nil {
+	if err := tmpl.Execute(&buf, starterData(o)); err != nil {
 		return fmt.Errorf("starter template: %w", err)
 	}
 	// The starter must be a valid spec: a bad NAME is reported before anything is written.

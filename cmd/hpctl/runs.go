@@ -80,7 +80,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 			fmt.Fprintf(e.stderr, "hpctl: states unknown: %v\n", err)
 		default:
 			for _, s := range st {
-				states[s.Run.ID] = s.State
+				states[s.Run.ID] = string(s.State)
 			}
 		}
 	}

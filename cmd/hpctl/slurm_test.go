@@ -93,7 +93,7 @@ func waitEnded(t *testing.T, run string) pipeline.RunStatus {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		st := statusJSON(t, run)
-		if jobs.Terminal(st.State) {
+		if st.State.Terminal() {
 			return st
 		}
 		if time.Now().After(deadline) {

@@ -51,7 +51,9 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "without RUN, show this many recent runs"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw in place until every run shown has ended"},
-			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch (default: the poll-interval setting; at least 1s)"},
+			// DefaultText: the default is a setting, read after flags are parsed; urfave
+			// would print the zero value as a second default.
+			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch, at least 1s", DefaultText: "the poll-interval setting"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -127,7 +129,7 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 
 func allEnded(st []pipeline.RunStatus) bool {
 	for _, r := range st {
-		if !jobs.Terminal(r.State) {
+		if !r.State.Terminal() {
 			return false
 		}
 	}
@@ -140,7 +142,7 @@ func watchOutcome(st []pipeline.RunStatus) error {
 	var bad []string
 	for _, r := range st {
 		if r.State != jobs.StateCompleted {
-			bad = append(bad, r.Run.ID+" "+r.State)
+			bad = append(bad, r.Run.ID+" "+string(r.State))
 		}
 	}
 	if len(bad) > 0 {
@@ -214,8 +216,8 @@ func indent(s string) string {
 
 // epochCell is "done/total", with "-" for a total nobody declared: a command stage that
 // writes its own history.csv has no epoch count in the spec, and "2/0" read as a bug.
-func epochCell(done, total int, state string) string {
-	if done > 0 || (state == jobs.StateRunning && total > 0) {
+func epochCell(done, total int, state jobs.State) string {
+	if done > 0 || (state.Running() && total > 0) {
 		return results.EpochsOf(done, total)
 	}
 	return ""

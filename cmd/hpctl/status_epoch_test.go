@@ -9,7 +9,8 @@ import (
 func TestEpochCell(t *testing.T) {
 	for _, c := range []struct {
 		done, total int
-		state, want string
+		state       jobs.State
+		want        string
 	}{
 		{2, 0, jobs.StateCompleted, "2/-"}, // a command stage that wrote history.csv
 		{2, 5, jobs.StateRunning, "2/5"},

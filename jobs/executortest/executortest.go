@@ -151,7 +151,7 @@ func (s *suite) waitFor(t *testing.T, ids []string, what string, done func(jobs.
 	}
 }
 
-func terminal(st jobs.JobState) bool { return jobs.Terminal(st.State) }
+func terminal(st jobs.JobState) bool { return st.State.Terminal() }
 
 func neverRuns(st jobs.JobState) bool {
 	return st.State == jobs.StateCancelled ||

@@ -331,7 +331,7 @@ func (e *Executor) startSupervisor(r record) error {
 			return false // the supervisor was quicker and wrote itself
 		}
 		r.SupervisorPID, r.SupervisorStart = pid, start
-		if !ok && !jobs.Terminal(r.State) {
+		if !ok && !r.State.Terminal() {
 			// It already exited without recording anything.
 			r.State, r.Reason, r.End = jobs.StateFailed, reasonSupervisorDied, time.Now()
 		}
@@ -471,7 +471,7 @@ func (e *Executor) Cancel(ctx context.Context, ids []string) error {
 		}
 		// The supervisor records the end itself; this covers one that died meanwhile.
 		_, err := update(e.dir, t.id, func(r *record) bool {
-			if jobs.Terminal(r.State) {
+			if r.State.Terminal() {
 				return false
 			}
 			r.State, r.Reason, r.End = jobs.StateCancelled, reasonCancelled, time.Now()

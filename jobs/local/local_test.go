@@ -106,7 +106,7 @@ func waitTerminal(t *testing.T, e *local.Executor, ids ...string) map[string]job
 		}
 		done := len(m) == len(ids)
 		for _, s := range m {
-			done = done && jobs.Terminal(s.State)
+			done = done && s.State.Terminal()
 		}
 		if done {
 			return m
@@ -330,7 +330,7 @@ func TestGPUsAreHandedOutExclusively(t *testing.T) {
 		m, _ := e.Query(context.Background(), ids[:3])
 		n := map[string]int{}
 		for _, s := range m {
-			n[s.State+"/"+s.Reason]++
+			n[string(s.State)+"/"+s.Reason]++
 		}
 		return n["RUNNING/"] == 2 && n["PENDING/Resources"] == 1
 	})

@@ -41,8 +41,8 @@ type record struct {
 	TrialOffset int    `json:"trial_offset,omitempty"`
 	MaxParallel int    `json:"max_parallel,omitempty"`
 
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
+	State  jobs.State `json:"state"`
+	Reason string     `json:"reason,omitempty"`
 	// ExitCode is "<code>", or "<code>:<signal>" when a signal ended the script (the
 	// form jobs/slurm makes of sacct's), once the script ended.
 	ExitCode  string    `json:"exit_code,omitempty"`
@@ -160,7 +160,7 @@ func supervisorAlive(r record) bool {
 // is gone will never end by itself, so it is FAILED. path is re-read before saying so,
 // because a supervisor writes the job's end just before it exits.
 func effective(path string, r record, now time.Time) record {
-	if jobs.Terminal(r.State) {
+	if r.State.Terminal() {
 		return r
 	}
 	if r.SupervisorPID == 0 {
@@ -171,7 +171,7 @@ func effective(path string, r record, now time.Time) record {
 		return r
 	}
 	if again, err := readRecord(path); err == nil {
-		if jobs.Terminal(again.State) {
+		if again.State.Terminal() {
 			return again
 		}
 		r = again

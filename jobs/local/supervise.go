@@ -81,7 +81,7 @@ func (s *supervisor) waitAndStart(ctx context.Context) (*exec.Cmd, error) {
 		if err != nil {
 			return nil, fmt.Errorf("supervise: %w", err)
 		}
-		if jobs.Terminal(r.State) {
+		if r.State.Terminal() {
 			s.logf("ended before it started: %s %s", r.State, r.Reason)
 			return nil, nil
 		}
@@ -123,8 +123,8 @@ func (s *supervisor) dependencies(r record) (ready bool, failed string) {
 		dr = effective(p, dr, now)
 		switch {
 		case dr.State == jobs.StateCompleted:
-		case jobs.Terminal(dr.State):
-			return false, d + " " + dr.State
+		case dr.State.Terminal():
+			return false, d + " " + string(dr.State)
 		default:
 			ready = false
 		}
@@ -365,13 +365,13 @@ func (s *supervisor) wait(ctx context.Context, cmd *exec.Cmd) error {
 
 // end records the job's final state, unless Cancel already did; a cancel request turns
 // any end into CANCELLED.
-func (s *supervisor) end(state, reason, exit string) error {
+func (s *supervisor) end(state jobs.State, reason, exit string) error {
 	_, err := update(s.dir, s.id, func(r *record) bool {
 		changed := false
 		if exit != "" && r.ExitCode == "" {
 			r.ExitCode, changed = exit, true
 		}
-		if jobs.Terminal(r.State) {
+		if r.State.Terminal() {
 			return changed
 		}
 		if r.CancelRequested {

@@ -313,7 +313,7 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 	}
 	var finished []string
 	for _, id := range ids {
-		if st, ok := out[id]; !ok || jobs.Terminal(st.State) || arrays[id] {
+		if st, ok := out[id]; !ok || st.State.Terminal() || arrays[id] {
 			finished = append(finished, id)
 		}
 	}
@@ -353,7 +353,7 @@ func (e *Executor) Query(ctx context.Context, ids []string) (map[string]jobs.Job
 			}
 			// squeue's word is the fresher for a live task; sacct adds exit codes and
 			// times once it ended.
-			if cur, ok := out[id]; ok && !jobs.Terminal(cur.State) && id != base {
+			if cur, ok := out[id]; ok && !cur.State.Terminal() && id != base {
 				continue
 			}
 			out[id] = st
@@ -397,7 +397,7 @@ func parseSacct(out string) map[string]jobs.JobState {
 		st.State, st.Reason = normState(state, f[2])
 		// sacct's Reason is why the job last waited; once it ended that only misleads,
 		// except for a job cancelled while waiting (its dependency failed).
-		if st.Reason == "None" || (jobs.Terminal(st.State) && st.State != jobs.StateCancelled) {
+		if st.Reason == "None" || (st.State.Terminal() && st.State != jobs.StateCancelled) {
 			st.Reason = ""
 		}
 		if st.Node == "None assigned" {
@@ -417,7 +417,7 @@ func parseSacct(out string) map[string]jobs.JobState {
 }
 
 // normState maps Slurm's many states onto the vocabulary status shows.
-func normState(s, reason string) (string, string) {
+func normState(s, reason string) (jobs.State, string) {
 	switch s {
 	case "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING":
 		return jobs.StateRunning, reason
@@ -434,7 +434,7 @@ func normState(s, reason string) (string, string) {
 		return jobs.StateCancelled, "revoked"
 	case "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED",
 		"NODE_FAIL", "OUT_OF_MEMORY":
-		return s, reason
+		return jobs.State(s), reason
 	}
 	return jobs.StateUnknown, s
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/fsutil"
 	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/pipeline/stagestate"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -108,22 +109,32 @@ func FetchResults(ctx context.Context, tr transport.Transport, run registry.Run,
 // a row.
 func Summarize(dir string, run registry.Run) (*Fetched, error) {
 	f := &Fetched{RunID: run.ID, SpecName: run.SpecName, Host: run.Host, Dir: dir, FetchedAt: time.Now().UTC()}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for _, rs := range run.Stages {
-		s, err := readStage(dir, rs)
+		s, err := readStage(dir, rs, true)
 		if err != nil {
 			return nil, err
 		}
+		// A stage that never started because a dependency failed or was cancelled is
+		// CANCELLED, "dependency failed", as hpctl status says. Dependencies come first.
+		var deps []stagestate.View
+		for _, d := range rs.DependsOn {
+			if i, ok := seen[d]; ok {
+				deps = append(deps, f.Stages[i].view)
+			}
+		}
+		s.view = s.view.AfterDependencies(deps...)
+		s.State, s.Reason = s.view.State, s.view.Reason
 		f.Stages = append(f.Stages, s)
-		seen[rs.Name] = true
+		seen[rs.Name] = len(f.Stages) - 1
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, experiment.StagesDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("summary: %w", err)
 	}
 	for _, e := range entries {
-		if e.IsDir() && !seen[e.Name()] {
-			s, err := readStage(dir, registry.RunStage{Name: e.Name()})
+		if _, ok := seen[e.Name()]; e.IsDir() && !ok {
+			s, err := readStage(dir, registry.RunStage{Name: e.Name()}, false)
 			if err != nil {
 				return nil, err
 			}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/testenv"
+	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline/results"
+	"github.com/hpctl/hpctl/pipeline/stagestate"
 	"github.com/hpctl/hpctl/transport"
 )
 
@@ -117,11 +119,13 @@ func TestFetchStagesNotStarted(t *testing.T) {
 	if f.Plot != "" {
 		t.Errorf("plot without any epoch: %s", f.Plot)
 	}
-	if f.Stages[0].State != results.StateRunning || f.Stages[1].State != results.StateNotStarted || f.Stages[1].EpochsRun != 0 {
+	// Started, no finished marker, nobody asked the scheduler: RUNNING. Not started and its
+	// dependency not failed: PENDING, the word hpctl status uses for a job not started.
+	if f.Stages[0].State != jobs.StateRunning || f.Stages[1].State != jobs.StatePending || f.Stages[1].EpochsRun != 0 {
 		t.Errorf("stages: %+v", f.Stages)
 	}
 	report, _ := os.ReadFile(f.Report)
-	if !strings.Contains(string(report), "No stage has finished an epoch yet") || !strings.Contains(string(report), "| finetune | NOT STARTED |") {
+	if !strings.Contains(string(report), "No stage has finished an epoch yet") || !strings.Contains(string(report), "| finetune | PENDING |") {
 		t.Errorf("report:\n%s", report)
 	}
 
@@ -132,8 +136,29 @@ func TestFetchStagesNotStarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Plot == "" || f.Stages[0].EpochsRun != 2 || f.Stages[1].State != results.StateNotStarted {
+	if f.Plot == "" || f.Stages[0].EpochsRun != 2 || f.Stages[1].State != jobs.StatePending {
 		t.Errorf("running run: plot %q stages %+v", f.Plot, f.Stages)
+	}
+}
+
+// A stage that never started because its dependency failed is CANCELLED, "dependency
+// failed", as hpctl status says (fetch-results said NOT STARTED).
+func TestFetchStageAfterFailedDependency(t *testing.T) {
+	remote := filepath.Join(t.TempDir(), "r-4")
+	run := fixture{frozenEpochs: 1}.write(t, remote)
+	fin := filepath.Join(remote, "stages/frozen/.hpctl/finished")
+	if err := os.WriteFile(fin, []byte("job_id=101\nexit_code=3\nend_time=1900000000\nstate=FAILED\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := results.Summarize(remote, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := f.Stages[0]; s.State != jobs.StateFailed {
+		t.Errorf("frozen: %+v", s)
+	}
+	if s := f.Stages[1]; s.State != jobs.StateCancelled || s.Reason != stagestate.ReasonDependencyFailed {
+		t.Errorf("finetune: %s %q, want CANCELLED %q", s.State, s.Reason, stagestate.ReasonDependencyFailed)
 	}
 }
 

@@ -15,12 +15,8 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/registry"
-)
-
-// Stage states the summary adds to the markers' (COMPLETED, FAILED, REQUEUED, CANCELLED).
-const (
-	StateNotStarted = "NOT STARTED"
-	StateRunning    = "RUNNING"
+	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/pipeline/stagestate"
 )
 
 // Epoch is one row of a stage's history.csv.
@@ -35,9 +31,12 @@ type Epoch struct {
 // StageSummary is what a stage's fetched files say about it. Pointers are nil where the
 // files do not tell (a stage that has not started, a metric the trainer could not measure).
 type StageSummary struct {
-	Name             string   `json:"name"`
-	JobID            string   `json:"job_id,omitempty"`
-	State            string   `json:"state"`
+	Name  string     `json:"name"`
+	JobID string     `json:"job_id,omitempty"`
+	State jobs.State `json:"state"`
+	// Reason says why a stage is in its state where the files tell (a dependency
+	// failed, a job killed before it wrote its finished marker).
+	Reason           string   `json:"reason,omitempty"`
 	Attempts         int      `json:"attempts,omitempty"`
 	EpochsRun        int      `json:"epochs_run"`
 	Epochs           int      `json:"epochs,omitempty"`
@@ -56,6 +55,8 @@ type StageSummary struct {
 	ClassNames       []string            `json:"class_names,omitempty"`
 	ConfusionMatrix  [][]int             `json:"confusion_matrix,omitempty"`
 	History          []Epoch             `json:"history,omitempty"`
+	// view is the interpreter's reading, kept for explaining later stages by this one.
+	view stagestate.View
 }
 
 // metricsFile is the part of the trainer's metrics.json the summary uses.
@@ -81,9 +82,11 @@ type evaluationFile struct {
 	NumImages        int                 `json:"num_images"`
 }
 
-func readStage(runDir string, rs registry.RunStage) (StageSummary, error) {
+// readStage reads one stage's fetched files. inRecord is false for a stage folder the
+// run's record does not name (then its job is whatever its markers say).
+func readStage(runDir string, rs registry.RunStage, inRecord bool) (StageSummary, error) {
 	sdir := filepath.Join(runDir, experiment.StagesDir, rs.Name)
-	s := StageSummary{Name: rs.Name, JobID: rs.JobID, Epochs: rs.Epochs, State: StateNotStarted}
+	s := StageSummary{Name: rs.Name, JobID: rs.JobID, Epochs: rs.Epochs}
 
 	started, err := readMarker(filepath.Join(sdir, experiment.MarkerDir, experiment.StartedMarker))
 	if err != nil {
@@ -93,32 +96,23 @@ func readStage(runDir string, rs registry.RunStage) (StageSummary, error) {
 	if err != nil {
 		return s, err
 	}
-	if started != nil {
-		s.State = StateRunning
-		if s.JobID == "" {
-			s.JobID = started["job_id"]
-		}
-		s.Attempts, _ = strconv.Atoi(started["attempt"])
-	}
-	// A requeued job writes "finished" (REQUEUED), then its next attempt a newer "started".
-	if finished != nil && (started == nil || unix(finished["end_time"]) >= unix(started["start_time"])) {
-		if st := finished["state"]; st != "" {
-			s.State = st
-		}
-		if start, end := unix(started["start_time"]), unix(finished["end_time"]); start > 0 && end >= start {
-			w := float64(end - start)
-			s.WallTimeSeconds = &w
-		}
-	}
-
 	if s.History, err = readHistory(filepath.Join(sdir, experiment.HistoryFile)); err != nil {
 		return s, err
 	}
 	s.EpochsRun = len(s.History)
+	// The same reading of markers and history as hpctl status, without the executor's
+	// answer (fetch-results does not ask the scheduler).
+	v := stagestate.Of(stagestate.Input{
+		JobID: rs.JobID, Submitted: rs.JobID != "" || !inRecord,
+		Started: started, Finished: finished, EpochsDone: s.EpochsRun, EpochsTotal: rs.Epochs,
+	})
+	s.JobID, s.State, s.Reason, s.Attempts = v.JobID, v.State, v.Reason, v.Attempt
+	if !v.Start.IsZero() && !v.End.IsZero() && !v.End.Before(v.Start) {
+		w := v.End.Sub(v.Start).Seconds()
+		s.WallTimeSeconds = &w
+	}
+	s.view = v
 	if len(s.History) > 0 {
-		if s.State == StateNotStarted {
-			s.State = StateRunning // history without markers: a job run outside hpctl's scripts
-		}
 		best := 0
 		for i, e := range s.History {
 			if e.ValAccuracy > s.History[best].ValAccuracy || math.IsNaN(s.History[best].ValAccuracy) {
@@ -177,11 +171,6 @@ func num(v float64) *float64 {
 		return nil
 	}
 	return &v
-}
-
-func unix(s string) int64 {
-	n, _ := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	return n
 }
 
 // readMarker reads key=value lines; a missing marker is nil, not an error.
