@@ -10,7 +10,6 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/registry"
-	"github.com/hpctl/hpctl/internal/shell"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline/stagestate"
 	"github.com/hpctl/hpctl/transport"
@@ -193,33 +192,75 @@ type stageData struct {
 	outTail, errTail  string
 }
 
-// readScript reads groups of four lines on stdin (stage dir, out log, err log, "1" when
+// readProgram reads groups of four lines on stdin (stage dir, out log, err log, "1" when
 // the tail is wanted) and prints, for each stage, its markers, a summary of its
 // history.csv (rows, best val_accuracy) and, when the stage failed, the tails of its
 // logs. Sections start with a line "\x1e<kind> <dir>" (ASCII record separator): markers
-// and logs never hold that byte. The paths come on stdin rather than as arguments so
-// that one command serves any number of stages (a command line over ssh is one string,
-// limited to 128 KiB by Linux), and never inside the script text, so nothing needs
-// quoting. Spec validation keeps newlines out of these paths. File names come from the
-// layout constants.
-var readScript = `n=$1
-markers=` + shell.Quote(experiment.MarkerDir) + `; history=` + shell.Quote(experiment.HistoryFile) + `
-started=` + shell.Quote(experiment.StartedMarker) + `; finished=` + shell.Quote(experiment.FinishedMarker) + `
-while IFS= read -r d && IFS= read -r out && IFS= read -r err && IFS= read -r want; do
-	for m in "$started" "$finished"; do
-		if [ -f "$d/$markers/$m" ]; then printf '\036%s %s\n' "$m" "$d"; cat "$d/$markers/$m"; fi
-	done
-	if [ -f "$d/$history" ]; then
-		printf '\036history %s\n' "$d"
-		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "val_accuracy") c = i; next }
-			NF > 1 { n++; if (c && $c != "" && (best == "" || $c + 0 > best + 0)) best = $c }
-			END { print n + 0, best }' "$d/$history"
-	fi
-	if [ "$want" = 1 ] || { [ -f "$d/$markers/$finished" ] && ! grep -qx 'exit_code=0' "$d/$markers/$finished"; }; then
-		if [ -f "$err" ]; then printf '\036err %s\n' "$d"; tail -n "$n" "$err"; fi
-		if [ -f "$out" ]; then printf '\036out %s\n' "$d"; tail -n "$n" "$out"; fi
-	fi
-done`
+// and logs never hold that byte.
+//
+// It is one awk process for any number of stages: a sweep's status reads thousands of
+// markers and histories, and a process per file (cat, grep, awk) made that take seconds.
+// Only the tail of a failed stage's log is left to tail(1), which seeks from the end.
+// The paths come on stdin rather than as arguments (a command line over ssh is one
+// string, limited to 128 KiB by Linux) and never inside the program text; the one shell
+// command built from a path quotes it. Spec validation keeps newlines out of these paths.
+// File names come from the layout constants. POSIX awk: mawk, gawk and busybox alike.
+const readProgram = `
+function emit(kind, d, path,    line, r) {
+	r = (getline line < path)
+	if (r < 0) return 0
+	printf "\036%s %s\n", kind, d
+	while (r > 0) {
+		print line
+		if (kind == finished && line == "exit_code=0") ok = 1
+		r = (getline line < path)
+	}
+	close(path)
+	return 1
+}
+function hist(d, path,    line, f, nf, i, c, rows, best) {
+	if ((getline line < path) <= 0) { close(path); return }
+	nf = split(line, f, ",")
+	c = 0
+	for (i = 1; i <= nf; i++) if (f[i] == "val_accuracy") c = i
+	rows = 0; best = ""
+	while ((getline line < path) > 0) {
+		nf = split(line, f, ",")
+		if (nf > 1) {
+			rows++
+			if (c && f[c] != "" && (best == "" || f[c] + 0 > best + 0)) best = f[c]
+		}
+	}
+	close(path)
+	printf "\036history %s\n%d %s\n", d, rows, best
+}
+function tail(kind, d, path,    line) {
+	if ((getline line < path) < 0) return
+	close(path)
+	printf "\036%s %s\n", kind, d
+	fflush()
+	gsub(/'/, "'\\''", path)
+	system("tail -n " n " -- '" path "'")
+}
+{
+	if (NR % 4 == 1) { d = $0; next }
+	if (NR % 4 == 2) { out = $0; next }
+	if (NR % 4 == 3) { err = $0; next }
+	ok = 0
+	emit(started, d, d "/" markers "/" started)
+	fin = emit(finished, d, d "/" markers "/" finished)
+	hist(d, d "/" history)
+	if ($0 == "1" || (fin && !ok)) {
+		tail("err", d, err)
+		tail("out", d, out)
+	}
+}`
+
+// readArgs are readProgram's awk command line, less the tail length.
+var readArgs = []string{"awk",
+	"-v", "markers=" + experiment.MarkerDir, "-v", "history=" + experiment.HistoryFile,
+	"-v", "started=" + experiment.StartedMarker, "-v", "finished=" + experiment.FinishedMarker,
+}
 
 // readStageFiles reads every stage's files with one command through t.
 func readStageFiles(ctx context.Context, t transport.Transport, reqs []stageFiles, tail int) (map[string]stageData, error) {
@@ -242,7 +283,8 @@ func readStageFiles(ctx context.Context, t transport.Transport, reqs []stageFile
 			in.WriteByte('\n')
 		}
 	}
-	res, err := t.Run(ctx, []string{"sh", "-c", readScript, "sh", strconv.Itoa(tail)}, strings.NewReader(in.String()))
+	argv := append(append([]string(nil), readArgs...), "-v", "n="+strconv.Itoa(tail), readProgram)
+	res, err := t.Run(ctx, argv, strings.NewReader(in.String()))
 	if err != nil {
 		return nil, fmt.Errorf("read markers: %w", err)
 	}

@@ -93,7 +93,13 @@ func waitEnded(t *testing.T, run string) pipeline.RunStatus {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		st := statusJSON(t, run)
-		if st.State.Terminal() {
+		// Every stage, not only the run: a run is FAILED as soon as one stage failed,
+		// while Slurm may take a moment to cancel the stage that depended on it.
+		ended := st.State.Terminal()
+		for _, s := range st.Stages {
+			ended = ended && s.State.Terminal()
+		}
+		if ended {
 			return st
 		}
 		if time.Now().After(deadline) {
