@@ -61,6 +61,8 @@ type Plan struct {
 	Trials []PlannedTrial
 	// MaxParallel is how many trials run at once (0: no limit).
 	MaxParallel int
+	// SweepKeys are the swept paths, in the order written.
+	SweepKeys []string
 }
 
 // PlannedTrial is one trial of a sweep: its own resolved spec and directory.
@@ -145,7 +147,7 @@ func (l *Loaded) Plan(home, base, runID string) (*Plan, error) {
 // planTrials resolves every trial, points the trainer's arguments at the trial's own
 // directory, and adds the data folders trials sweep to the checks, at the swept value.
 func (p *Plan) planTrials(l *Loaded, home, base string) {
-	p.MaxParallel = l.Sweep.MaxParallel
+	p.MaxParallel, p.SweepKeys = l.Sweep.MaxParallel, l.Sweep.Keys
 	checked := map[string]bool{}
 	for _, c := range p.DataChecks {
 		checked[c.Path] = true

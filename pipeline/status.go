@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -34,13 +35,36 @@ type StageStatus struct {
 	// that failed.
 	Log     string `json:"log,omitempty"`
 	LogTail string `json:"log_tail,omitempty"`
+	// Counts are, for a sweep's stage, how many trials are in each state.
+	Counts map[jobs.State]int `json:"counts,omitempty"`
 }
 
-// RunStatus is where one run stands: its record and its stages.
+// RunStatus is where one run stands: its record and its stages. For a sweep, Stages
+// summarise every trial's (Counts), and Trials hold each trial's own.
 type RunStatus struct {
 	Run    registry.Run  `json:"run"`
 	State  jobs.State    `json:"state"`
 	Stages []StageStatus `json:"stages"`
+	Trials []TrialStatus `json:"trials,omitempty"`
+	// Best is the sweep's trial with the best validation accuracy so far.
+	Best *BestTrial `json:"best,omitempty"`
+}
+
+// TrialStatus is where one trial of a sweep stands.
+type TrialStatus struct {
+	Trial int        `json:"trial"`
+	State jobs.State `json:"state"`
+	// Values are the trial's swept values, "seed=1, stages.finetune.unfreeze=30".
+	Values string        `json:"values"`
+	Stages []StageStatus `json:"stages"`
+}
+
+// BestTrial is the trial whose last stage with a validation accuracy has the best one.
+type BestTrial struct {
+	Trial       int     `json:"trial"`
+	Values      string  `json:"values"`
+	Stage       string  `json:"stage"`
+	ValAccuracy float64 `json:"val_accuracy"`
 }
 
 // StatusOptions tune Status.
@@ -71,9 +95,7 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 	var ids []string
 	for _, r := range runs {
 		for _, s := range r.Stages {
-			if s.JobID != "" {
-				ids = append(ids, s.JobID)
-			}
+			ids = append(ids, s.JobIDs()...)
 		}
 	}
 	states, err := ex.Query(ctx, ids)
@@ -81,20 +103,16 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 		return nil, fmt.Errorf("status: %w", err)
 	}
 
-	// Stages whose failure Slurm already knows get their log tails in the same read.
+	// Every job's files in one read; those whose failure Slurm already knows get their
+	// log tails in it too.
 	var reqs []stageFiles
 	for _, r := range runs {
-		for _, s := range r.Stages {
-			if s.JobID == "" {
+		for _, u := range unitsOf(r) {
+			if u.jobID == "" {
 				continue
 			}
-			st, ok := states[s.JobID]
-			reqs = append(reqs, stageFiles{
-				Dir:  experiment.StageDir(r.RunDir, s.Name),
-				Out:  experiment.LogPath(r.RunDir, s.JobName, s.JobID, "out"),
-				Err:  experiment.LogPath(r.RunDir, s.JobName, s.JobID, "err"),
-				Tail: ok && st.State.Failed(),
-			})
+			st, ok := states[u.jobID]
+			reqs = append(reqs, stageFiles{Dir: u.dir, Out: u.out, Err: u.err, Tail: ok && st.State.Failed()})
 		}
 	}
 	files, err := readStageFiles(ctx, t, reqs, opts.TailLines)
@@ -106,39 +124,16 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 	var stuck []string
 	for _, r := range runs {
 		rs := RunStatus{Run: r}
-		views := map[string]stagestate.View{}
-		for _, s := range r.Stages {
-			in := stagestate.Input{JobID: s.JobID, Submitted: s.JobID != "", Queried: true, EpochsTotal: s.Epochs}
-			f := files[experiment.StageDir(r.RunDir, s.Name)]
-			if st, known := states[s.JobID]; known && s.JobID != "" {
-				in.Job = &st
+		units := unitsOf(r)
+		if r.Trials == 0 {
+			rs.Stages, stuck = resolve(units, states, files, stuck)
+		} else {
+			n := len(r.Stages)
+			for k := 0; k < r.Trials && (k+1)*n <= len(units); k++ {
+				ts := TrialStatus{Trial: k, Values: r.TrialLabel(k)}
+				ts.Stages, stuck = resolve(units[k*n:(k+1)*n], states, files, stuck)
+				rs.Trials = append(rs.Trials, ts)
 			}
-			in.Started, in.Finished, in.EpochsDone = f.started, f.finished, f.epochs
-			v := stagestate.Of(in)
-			// Dependencies come first in a run's stages, so theirs are explained already.
-			var deps []stagestate.View
-			for _, d := range s.DependsOn {
-				if dv, ok := views[d]; ok {
-					deps = append(deps, dv)
-				}
-			}
-			v = v.AfterDependencies(deps...)
-			views[s.Name] = v
-			ss := StageStatus{Name: s.Name, JobID: s.JobID, State: v.State, Reason: v.Reason, Node: v.Node, Elapsed: v.Elapsed,
-				ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal}
-			if s.JobID != "" {
-				ss.BestValAccuracy = f.bestVal
-			}
-			if in.Job != nil && in.Job.State == jobs.StatePending && in.Job.Reason == "DependencyNeverSatisfied" {
-				stuck = append(stuck, s.JobID)
-			}
-			if ss.State.Failed() {
-				ss.Log, ss.LogTail = f.errPath, f.errTail
-				if strings.TrimSpace(ss.LogTail) == "" {
-					ss.Log, ss.LogTail = f.outPath, f.outTail
-				}
-			}
-			rs.Stages = append(rs.Stages, ss)
 		}
 		out = append(out, rs)
 	}
@@ -151,17 +146,155 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 			isStuck[id] = true
 		}
 		for i := range out {
-			for j := range out[i].Stages {
-				if ss := &out[i].Stages[j]; isStuck[ss.JobID] {
-					ss.State, ss.Reason = jobs.StateCancelled, ReasonDependencyFailed
+			for _, stages := range out[i].stageLists() {
+				for j := range stages {
+					if ss := &stages[j]; isStuck[ss.JobID] {
+						ss.State, ss.Reason = jobs.StateCancelled, ReasonDependencyFailed
+					}
 				}
 			}
+		}
+	}
+	for i := range out {
+		if out[i].Run.Trials > 0 {
+			out[i].summarize()
 		}
 	}
 	for i := range out {
 		out[i].State = runState(out[i])
 	}
 	return out, nil
+}
+
+// unit is one job status resolves: a run's stage, or a sweep trial's task of a stage.
+type unit struct {
+	stage         registry.RunStage
+	jobID         string
+	dir, out, err string
+}
+
+// unitsOf lists a run's jobs: its stages, or for a sweep every trial's stages, trial by
+// trial (trial k's are units[k*len(stages) : (k+1)*len(stages)]).
+func unitsOf(r registry.Run) []unit {
+	if r.Trials == 0 {
+		us := make([]unit, len(r.Stages))
+		for i, s := range r.Stages {
+			us[i] = unit{stage: s, jobID: s.JobID, dir: experiment.StageDir(r.RunDir, s.Name),
+				out: experiment.LogPath(r.RunDir, s.JobName, s.JobID, "out"),
+				err: experiment.LogPath(r.RunDir, s.JobName, s.JobID, "err")}
+		}
+		return us
+	}
+	us := make([]unit, 0, r.Trials*len(r.Stages))
+	for k := 0; k < r.Trials; k++ {
+		trialDir := path.Join(r.RunDir, experiment.TrialDir(k))
+		for _, s := range r.Stages {
+			u := unit{stage: s, jobID: s.TaskOf(k), dir: experiment.StageDir(trialDir, s.Name)}
+			if array, task, ok := strings.Cut(u.jobID, "_"); ok {
+				u.out = experiment.ArrayLogPath(r.RunDir, s.JobName, array, task, "out")
+				u.err = experiment.ArrayLogPath(r.RunDir, s.JobName, array, task, "err")
+			}
+			us = append(us, u)
+		}
+	}
+	return us
+}
+
+// resolve interprets the units of one run (or of one trial), stages in order, and adds
+// the ids of jobs stuck pending behind a failed dependency to stuck.
+func resolve(units []unit, states map[string]jobs.JobState, files map[string]stageData, stuck []string) ([]StageStatus, []string) {
+	var out []StageStatus
+	views := map[string]stagestate.View{}
+	for _, u := range units {
+		s := u.stage
+		in := stagestate.Input{JobID: u.jobID, Submitted: u.jobID != "", Queried: true, EpochsTotal: s.Epochs}
+		f := files[u.dir]
+		if st, known := states[u.jobID]; known && u.jobID != "" {
+			in.Job = &st
+		}
+		in.Started, in.Finished, in.EpochsDone = f.started, f.finished, f.epochs
+		v := stagestate.Of(in)
+		// Dependencies come first in a run's stages, so theirs are explained already.
+		var deps []stagestate.View
+		for _, d := range s.DependsOn {
+			if dv, ok := views[d]; ok {
+				deps = append(deps, dv)
+			}
+		}
+		v = v.AfterDependencies(deps...)
+		views[s.Name] = v
+		ss := StageStatus{Name: s.Name, JobID: u.jobID, State: v.State, Reason: v.Reason, Node: v.Node, Elapsed: v.Elapsed,
+			ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal}
+		if u.jobID != "" {
+			ss.BestValAccuracy = f.bestVal
+		}
+		if in.Job != nil && in.Job.State == jobs.StatePending && in.Job.Reason == "DependencyNeverSatisfied" {
+			stuck = append(stuck, u.jobID)
+		}
+		if ss.State.Failed() {
+			ss.Log, ss.LogTail = f.errPath, f.errTail
+			if strings.TrimSpace(ss.LogTail) == "" {
+				ss.Log, ss.LogTail = f.outPath, f.outTail
+			}
+		}
+		out = append(out, ss)
+	}
+	return out, stuck
+}
+
+// stageLists are the run's lists of stages: its own, or each trial's.
+func (rs *RunStatus) stageLists() [][]StageStatus {
+	if rs.Run.Trials == 0 {
+		return [][]StageStatus{rs.Stages}
+	}
+	lists := make([][]StageStatus, len(rs.Trials))
+	for i := range rs.Trials {
+		lists[i] = rs.Trials[i].Stages
+	}
+	return lists
+}
+
+// summarize fills a sweep's per-stage summary (how many trials are in each state, the
+// best validation accuracy of any), each trial's state, the best trial, and the run's
+// state.
+func (rs *RunStatus) summarize() {
+	rs.Stages = make([]StageStatus, len(rs.Run.Stages))
+	for i, s := range rs.Run.Stages {
+		sum := StageStatus{Name: s.Name, JobID: strings.Join(s.JobIDs(), ","), Counts: map[jobs.State]int{}, Epochs: s.Epochs}
+		var states []jobs.State
+		for _, t := range rs.Trials {
+			ts := t.Stages[i]
+			sum.Counts[ts.State]++
+			states = append(states, ts.State)
+			if ts.BestValAccuracy != nil && (sum.BestValAccuracy == nil || *ts.BestValAccuracy > *sum.BestValAccuracy) {
+				v := *ts.BestValAccuracy
+				sum.BestValAccuracy = &v
+			}
+		}
+		sum.State = stagestate.Overall(states...)
+		if sum.State.Failed() && sum.Counts[sum.State] < len(rs.Trials) {
+			// Some trials failed; the others may still be running or done.
+			sum.Reason = fmt.Sprintf("%d of %d trials %s", sum.Counts[sum.State], len(rs.Trials), sum.State)
+		}
+		rs.Stages[i] = sum
+	}
+	for i := range rs.Trials {
+		t := &rs.Trials[i]
+		states := make([]jobs.State, len(t.Stages))
+		for j, s := range t.Stages {
+			states[j] = s.State
+		}
+		t.State = stagestate.Overall(states...)
+		// The trial's result is its last stage with a validation accuracy.
+		for j := len(t.Stages) - 1; j >= 0; j-- {
+			if v := t.Stages[j].BestValAccuracy; v != nil {
+				if rs.Best == nil || *v > rs.Best.ValAccuracy {
+					rs.Best = &BestTrial{Trial: t.Trial, Values: t.Values, Stage: t.Stages[j].Name, ValAccuracy: *v}
+				}
+				break
+			}
+		}
+	}
 }
 
 // runState summarises a run: a failed submission is FAILED, else its stages' states

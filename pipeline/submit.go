@@ -77,7 +77,18 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	run := registry.Run{
 		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(plan.SpecFile), SpecHash: plan.SpecHash,
 		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: registry.RunSubmitted,
-		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version, Trials: len(plan.Trials),
+		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version, Trials: len(plan.Trials), SweepKeys: plan.SweepKeys,
+	}
+	for _, tr := range plan.Trials {
+		vals := make([]string, len(plan.SweepKeys))
+		for _, v := range tr.Values {
+			for i, k := range plan.SweepKeys {
+				if k == v.Key {
+					vals[i] = v.Value
+				}
+			}
+		}
+		run.TrialValues = append(run.TrialValues, vals)
 	}
 	for _, st := range plan.Stages {
 		run.Stages = append(run.Stages, registry.RunStage{Name: st.Name, JobName: st.JobName, DependsOn: st.DependsOn,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/testenv"
+	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
 )
 
@@ -58,5 +59,58 @@ func TestSweepIsOneSbatchPerStage(t *testing.T) {
 	if len(states) != 256 {
 		t.Errorf("the second stage's array has %d tasks in squeue/sacct; want 256", len(states))
 	}
-	_ = pipeline.Status
+}
+
+// A sweep of 4 trials where trial 1's first stage fails: only trial 1's second stage is
+// cancelled ("dependency failed"), the others complete; status shows each trial, counts
+// per stage and the failure's log, with one squeue and at most one sacct.
+func TestSweepStatus(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newSweepFixture(t, 4, `echo "trial $HPCTL_TRIAL in $HPCTL_TRIAL_DIR"; if [ "$HPCTL_TRIAL" = 1 ]; then echo "trial one fell over" >&2; exit 4; fi`, "true")
+	run := f.submit(t)
+	st := f.waitRun(t, run, "ended", func(st pipeline.RunStatus) bool {
+		for _, tr := range st.Trials {
+			for _, s := range tr.Stages {
+				if !s.State.Terminal() {
+					return false
+				}
+			}
+		}
+		return len(st.Trials) == 4
+	})
+	for _, tr := range st.Trials {
+		one, two := tr.Stages[0], tr.Stages[1]
+		if tr.Trial == 1 {
+			if one.State != jobs.StateFailed || one.ExitCode != "4" || !strings.Contains(one.LogTail, "trial one fell over") ||
+				two.State != jobs.StateCancelled || two.Reason != pipeline.ReasonDependencyFailed {
+				t.Errorf("trial 1: %+v / %+v", one, two)
+			}
+			continue
+		}
+		if one.State != jobs.StateCompleted || two.State != jobs.StateCompleted || tr.Values != fmt.Sprintf("seed=%d", tr.Trial) {
+			t.Errorf("trial %d (%s): %s / %s", tr.Trial, tr.Values, one.State, two.State)
+		}
+		if one.JobID != fmt.Sprintf("%s_%d", run.Stages[0].JobID, tr.Trial) {
+			t.Errorf("trial %d's first task is %s", tr.Trial, one.JobID)
+		}
+		out, err := os.ReadFile(filepath.Join(run.RunDir, "logs", fmt.Sprintf("pipe-one-%s_%d.out", run.Stages[0].JobID, tr.Trial)))
+		if err != nil || !strings.Contains(string(out), fmt.Sprintf("trial %d in %s/trials/%d", tr.Trial, run.RunDir, tr.Trial)) {
+			t.Errorf("trial %d's log: %q, %v", tr.Trial, out, err)
+		}
+	}
+	if c := st.Stages[0].Counts; c[jobs.StateCompleted] != 3 || c[jobs.StateFailed] != 1 {
+		t.Errorf("first stage counts %v", c)
+	}
+	if c := st.Stages[1].Counts; c[jobs.StateCompleted] != 3 || c[jobs.StateCancelled] != 1 {
+		t.Errorf("second stage counts %v", c)
+	}
+	if st.State != jobs.StateFailed {
+		t.Errorf("run state %s; a failed trial makes the sweep FAILED", st.State)
+	}
+	before := f.t.Counts()
+	f.status(t, run)
+	after := f.t.Counts()
+	if after["squeue"]-before["squeue"] != 1 || after["sacct"]-before["sacct"] > 1 {
+		t.Errorf("status of a 4-trial sweep: %d squeue, %d sacct", after["squeue"]-before["squeue"], after["sacct"]-before["sacct"])
+	}
 }

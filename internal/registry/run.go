@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,24 @@ type Run struct {
 	// Trials is a sweep's number of trials (trials/0 .. trials/N-1 in the run
 	// directory); 0 for a run of one trial.
 	Trials int `json:"trials,omitempty"`
+	// SweepKeys are the swept spec paths; TrialValues[k][i] is trial k's value of
+	// SweepKeys[i] as written ("" where trial k does not set it).
+	SweepKeys   []string   `json:"sweep_keys,omitempty"`
+	TrialValues [][]string `json:"trial_values,omitempty"`
+}
+
+// TrialLabel is trial k's values, "seed=1, stages.finetune.unfreeze=30".
+func (r Run) TrialLabel(k int) string {
+	if k < 0 || k >= len(r.TrialValues) {
+		return ""
+	}
+	var parts []string
+	for i, v := range r.TrialValues[k] {
+		if i < len(r.SweepKeys) && v != "" {
+			parts = append(parts, r.SweepKeys[i]+"="+v)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // RunStage is one stage's job within a run.
