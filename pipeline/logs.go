@@ -51,6 +51,9 @@ func Logs(ctx context.Context, t transport.Transport, ex jobs.Executor, run regi
 	if o.Notice == nil {
 		o.Notice = io.Discard
 	}
+	if err := needTrial(run, "show the logs of"); err != nil {
+		return err
+	}
 	var ids []string
 	for _, s := range run.Stages {
 		ids = append(ids, s.JobID)
@@ -173,5 +176,8 @@ func StageLog(run registry.Run, stage string, states map[string]jobs.JobState) (
 
 // LogFile is the path of a stage's job log ("out" or "err").
 func LogFile(run registry.Run, s registry.RunStage, ext string) string {
+	if array, task, ok := isTask(s.JobID); ok {
+		return experiment.ArrayLogPath(run.RunDir, s.JobName, array, task, ext)
+	}
 	return experiment.LogPath(run.RunDir, s.JobName, s.JobID, ext)
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/hpctl/hpctl/internal/registry"
+	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
+	"github.com/hpctl/hpctl/pipeline/stagestate"
 	"github.com/hpctl/hpctl/transport"
 	"github.com/urfave/cli/v2"
 )
@@ -15,6 +18,8 @@ func init() { register(60, cancelCommand) }
 
 type cancelOptions struct {
 	runs []string
+	// trials, for a sweep: cancel only these trials' jobs.
+	trials []int
 }
 
 func cancelCommand(e *env) *cli.Command {
@@ -28,12 +33,19 @@ directory stays.
 
 Examples:
    hpctl cancel latest
-   hpctl cancel urban-rural-20261129-054012-a3f9`,
+   hpctl cancel urban-rural-20261129-054012-a3f9
+   hpctl cancel latest --trial 3 --trial 7     # two trials of a sweep; the others go on`,
+		Flags: []cli.Flag{
+			&cli.IntSliceFlag{Name: "trial", Usage: "for a sweep, cancel only trial K (repeatable)"},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return usageError(errorf("cancel needs at least one RUN"))
 			}
-			return runCancel(c.Context, e, cancelOptions{runs: c.Args().Slice()})
+			if c.IsSet("trial") && c.NArg() != 1 {
+				return usageError(errorf("--trial picks trials of one RUN; give exactly one"))
+			}
+			return runCancel(c.Context, e, cancelOptions{runs: c.Args().Slice(), trials: c.IntSlice("trial")})
 		},
 	}
 }
@@ -50,7 +62,7 @@ func runCancel(ctx context.Context, e *env, o cancelOptions) error {
 			return err
 		}
 		t := e.newTransport(run.Host)
-		err = e.cancelRun(ctx, t, reg, run)
+		err = e.cancelRun(ctx, t, reg, run, o.trials)
 		t.Close()
 		if err != nil {
 			return fmt.Errorf("cancel run %s: %w", run.ID, err)
@@ -61,7 +73,7 @@ func runCancel(ctx context.Context, e *env, o cancelOptions) error {
 
 // cancelRun cancels run's jobs, after settling a submission that was interrupted (its
 // jobs are found even where their ids were never recorded).
-func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry.Store, run registry.Run) error {
+func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry.Store, run registry.Run, trials []int) error {
 	ex, err := e.newExecutor(ctx, run.Executor, t)
 	if err != nil {
 		return err
@@ -77,8 +89,24 @@ func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry
 		}
 	}
 	var ids []string
-	for _, s := range run.Stages {
-		ids = append(ids, s.JobIDs()...)
+	what := "run " + run.ID
+	if len(trials) > 0 {
+		var names []string
+		for _, k := range trials {
+			tr, err := pipeline.Trial(run, k)
+			if err != nil {
+				return err
+			}
+			for _, s := range tr.Stages {
+				ids = append(ids, s.JobIDs()...)
+			}
+			names = append(names, strconv.Itoa(k))
+		}
+		what = fmt.Sprintf("trial %s of run %s", strings.Join(names, ", "), run.ID)
+	} else {
+		for _, s := range run.Stages {
+			ids = append(ids, s.JobIDs()...)
+		}
 	}
 	if len(ids) == 0 {
 		fmt.Fprintf(e.stdout, "run %s has no jobs to cancel\n", run.ID)
@@ -93,27 +121,50 @@ func (e *env) cancelRun(ctx context.Context, t transport.Transport, reg registry
 	}
 	var live, ended []string
 	for _, id := range ids {
-		st, ok := states[id]
+		st, ok := stateOf(states, id)
 		switch {
 		case !ok:
 			ended = append(ended, id+" (no longer known to the "+ex.Name()+" executor)")
-		case st.State.Terminal():
-			ended = append(ended, id+" "+string(st.State))
+		case st.Terminal():
+			ended = append(ended, id+" "+string(st))
 		default:
 			live = append(live, id)
 		}
 	}
 	if len(live) == 0 {
-		fmt.Fprintf(e.stdout, "run %s had already ended; nothing to cancel (jobs %s)\n", run.ID, strings.Join(ended, ", "))
+		fmt.Fprintf(e.stdout, "%s had already ended; nothing to cancel (jobs %s)\n", what, strings.Join(ended, ", "))
 		return nil
 	}
 	if err := ex.Cancel(ctx, live); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("cancelled run %s (jobs %s)", run.ID, strings.Join(live, " "))
+	msg := fmt.Sprintf("cancelled %s (jobs %s)", what, strings.Join(live, " "))
 	if len(ended) > 0 {
 		msg += fmt.Sprintf("; already ended: %s", strings.Join(ended, ", "))
 	}
 	fmt.Fprintln(e.stdout, msg)
 	return nil
+}
+
+// stateOf is a job's state; an array job (answered as its tasks, id_index) is RUNNING
+// while any task is live, else the state of its tasks' (COMPLETED if all completed).
+func stateOf(states map[string]jobs.JobState, id string) (jobs.State, bool) {
+	if st, ok := states[id]; ok {
+		return st.State, true
+	}
+	var tasks []jobs.State
+	for k, st := range states {
+		if strings.HasPrefix(k, id+"_") {
+			tasks = append(tasks, st.State)
+		}
+	}
+	if len(tasks) == 0 {
+		return "", false
+	}
+	for _, s := range tasks {
+		if !s.Terminal() {
+			return jobs.StateRunning, true
+		}
+	}
+	return stagestate.Overall(tasks...), true
 }

@@ -16,6 +16,8 @@ type logsOptions struct {
 	stage  string
 	follow bool
 	err    bool
+	// trial of a sweep (-1: not given).
+	trial int
 	// interval between two reads of a followed log; the job's state is checked at most
 	// every poll-interval.
 	interval time.Duration
@@ -33,17 +35,20 @@ the job ends.
 Examples:
    hpctl logs latest
    hpctl logs urban-rural-20261129-054012-a3f9 --stage finetune --follow
-   hpctl logs latest --stage frozen --err`,
+   hpctl logs latest --stage frozen --err
+   hpctl logs latest --trial 3 --stage finetune   # a sweep's trial`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "stage", Aliases: []string{"s"}, Usage: "the stage (default: the latest that started)"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the job ends"},
 			&cli.BoolFlag{Name: "err", Usage: "stderr (.err) instead of stdout (.out)"},
+			&cli.IntFlag{Name: "trial", Value: -1, DefaultText: "none", Usage: "for a sweep, the trial whose log to print"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(errorf("logs needs exactly one RUN"))
 			}
-			return runLogs(c.Context, e, logsOptions{run: c.Args().First(), stage: c.String("stage"), follow: c.Bool("follow"), err: c.Bool("err"), interval: time.Second})
+			return runLogs(c.Context, e, logsOptions{run: c.Args().First(), stage: c.String("stage"), follow: c.Bool("follow"), err: c.Bool("err"), interval: time.Second,
+				trial: c.Int("trial")})
 		},
 	}
 }
@@ -57,6 +62,11 @@ func runLogs(ctx context.Context, e *env, o logsOptions) error {
 	reg.Close()
 	if err != nil {
 		return err
+	}
+	if o.trial >= 0 {
+		if run, err = pipeline.Trial(run, o.trial); err != nil {
+			return err
+		}
 	}
 	t := e.newTransport(run.Host)
 	defer t.Close()

@@ -24,6 +24,8 @@ type statusOptions struct {
 	watch    bool
 	interval time.Duration
 	json     bool
+	// trials lists every trial of a sweep, not only its summary.
+	trials bool
 }
 
 // minInterval: Slurm's man pages ask tools not to poll squeue in tight loops.
@@ -41,19 +43,25 @@ its log. All jobs shown are resolved with one squeue and at most one sacct call.
 Slurm accounting the run directory's marker files fill in finished jobs. A stage stuck
 PENDING because its dependency failed is cancelled and shown as such.
 
+A sweep shows one line per stage with how many trials are in each state, the best trial
+so far with its values, and the trials that failed; --trials adds every trial's stages,
+and -o json always carries them.
+
 RUN is a run id, a unique prefix of one, or "latest"; without RUN, the most recent runs.
 
 Examples:
    hpctl status
    hpctl status urban-rural-20261129-054012-a3f9
    hpctl status latest --watch              # redraw every poll-interval until it ends
-   hpctl status --last 50 -o json | jq '.[] | {id: .run.id, state}'`,
+   hpctl status --last 50 -o json | jq '.[] | {id: .run.id, state}'
+   hpctl status latest --trials              # a sweep, trial by trial`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "last", Value: 10, Usage: "without RUN, show this many recent runs"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw in place until every run shown has ended"},
 			// DefaultText: the default is a setting, read after flags are parsed; urfave
 			// would print the zero value as a second default.
 			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch, at least 1s", DefaultText: "the poll-interval setting"},
+			&cli.BoolFlag{Name: "trials", Usage: "for a sweep, a line for every trial's every stage, not only the summary"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -61,7 +69,8 @@ Examples:
 			if err != nil {
 				return err
 			}
-			o := statusOptions{runs: c.Args().Slice(), last: c.Int("last"), watch: c.Bool("watch"), interval: c.Duration("interval"), json: asJSON}
+			o := statusOptions{runs: c.Args().Slice(), last: c.Int("last"), watch: c.Bool("watch"), interval: c.Duration("interval"), json: asJSON,
+				trials: c.Bool("trials")}
 			if o.interval == 0 {
 				o.interval = e.settings.PollInterval
 			}
@@ -105,7 +114,7 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 		if redraw {
 			fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // home, clear: redraw in place
 		}
-		if err := printStatus(e.stdout, st, o.json); err != nil {
+		if err := printStatus(e.stdout, st, o.json, o.trials); err != nil {
 			return err
 		}
 		if !o.watch {
@@ -151,7 +160,7 @@ func watchOutcome(st []pipeline.RunStatus) error {
 	return nil
 }
 
-func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
+func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) error {
 	if asJSON {
 		return writeJSON(w, st)
 	}
@@ -163,16 +172,20 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
 			if i == 0 {
 				run = r.Run.ID
 			}
-			epoch := epochCell(s.Epoch, s.Epochs, s.State)
-			acc := ""
-			if s.BestValAccuracy != nil {
-				acc = fmt.Sprintf("%.4f", *s.BestValAccuracy)
+			reason := s.Reason
+			if s.Counts != nil {
+				reason = countsCell(s.Counts)
 			}
-			tw.AppendRow([]any{run, s.Name, s.State, dash(s.JobID), dash(s.Node), elapsed(s.Elapsed), dash(s.ExitCode), dash(epoch), dash(acc), s.Reason})
+			tw.AppendRow([]any{run, s.Name, s.State, dash(s.JobID), dash(s.Node), elapsed(s.Elapsed), dash(s.ExitCode),
+				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(accCell(s.BestValAccuracy)), reason})
 			if s.LogTail != "" {
 				tails = append(tails, fmt.Sprintf("%s %s failed; last lines of %s:\n%s", r.Run.ID, s.Name, s.Log, indent(s.LogTail)))
 			}
 		}
+		if r.Best != nil {
+			tails = append(tails, fmt.Sprintf("%s: best so far: trial %d (%s), %s val accuracy %.4f", r.Run.ID, r.Best.Trial, r.Best.Values, r.Best.Stage, r.Best.ValAccuracy))
+		}
+		tails = append(tails, failedTrials(r)...)
 		if r.Run.Status == registry.RunFailed && r.Run.Error != "" {
 			tails = append(tails, fmt.Sprintf("%s: submission failed: %s", r.Run.ID, r.Run.Error))
 		}
@@ -184,7 +197,92 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
 			fmt.Fprintln(w)
 		}
 	}
+	if trials {
+		for _, r := range st {
+			if len(r.Trials) > 0 {
+				fmt.Fprintln(w)
+				printTrials(w, r)
+			}
+		}
+	}
 	return nil
+}
+
+// printTrials is a sweep's table of every trial's stages.
+func printTrials(w io.Writer, r pipeline.RunStatus) {
+	tw := newTable("trial", "values", "stage", "state", "job", "elapsed", "exit", "epoch", "best val acc", "reason")
+	for _, t := range r.Trials {
+		for i, s := range t.Stages {
+			trial, values := "", ""
+			if i == 0 {
+				trial, values = fmt.Sprint(t.Trial), t.Values
+			}
+			tw.AppendRow([]any{trial, values, s.Name, s.State, dash(s.JobID), elapsed(s.Elapsed), dash(s.ExitCode),
+				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(accCell(s.BestValAccuracy)), s.Reason})
+		}
+	}
+	fmt.Fprintf(w, "%s, trial by trial:\n", r.Run.ID)
+	renderTable(w, tw)
+}
+
+// maxFailedShown bounds the failed trials listed under a sweep: the rest are counted.
+const maxFailedShown = 10
+
+// failedTrials lists a sweep's failed trials with their reason and the first line of
+// their log's tail.
+func failedTrials(r pipeline.RunStatus) []string {
+	var out []string
+	n := 0
+	for _, t := range r.Trials {
+		for _, s := range t.Stages {
+			if !s.State.Failed() {
+				continue
+			}
+			n++
+			if n > maxFailedShown {
+				break
+			}
+			line := fmt.Sprintf("%s: trial %d (%s) %s %s", r.Run.ID, t.Trial, t.Values, s.Name, s.State)
+			if s.ExitCode != "" {
+				line += " exit " + s.ExitCode
+			}
+			if last := lastLine(s.LogTail); last != "" {
+				line += ": " + last
+			}
+			out = append(out, line)
+			break
+		}
+	}
+	if n > maxFailedShown {
+		out = append(out, fmt.Sprintf("%s: and %d more failed trials (hpctl status %s --trials)", r.Run.ID, n-maxFailedShown, r.Run.ID))
+	}
+	return out
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// countsCell is a sweep stage's "240 COMPLETED · 12 RUNNING · 4 PENDING", in a fixed
+// order of states.
+func countsCell(c map[jobs.State]int) string {
+	var parts []string
+	for _, s := range []jobs.State{jobs.StateCompleted, jobs.StateRunning, jobs.StatePending, jobs.StateRequeued,
+		jobs.StateFailed, jobs.StateTimeout, jobs.StateOutOfMemory, jobs.StateNodeFail, jobs.StatePreempted,
+		jobs.StateCancelled, jobs.StateUnknown} {
+		if c[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c[s], s))
+		}
+	}
+	return strings.Join(parts, " · ")
+}
+
+func accCell(v *float64) string {
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprintf("%.4f", *v)
 }
 
 func dash(s string) string {
