@@ -148,7 +148,7 @@ func flagValue(t *testing.T, f cli.Flag) (string, bool) {
 		return "", false
 	case *cli.StringFlag:
 		return "v", true
-	case *cli.IntFlag:
+	case *cli.IntFlag, *cli.IntSliceFlag:
 		return "3", true
 	case *cli.DurationFlag:
 		return "2s", true
