@@ -3,12 +3,14 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs/slurm"
 	"github.com/hpctl/hpctl/pipeline"
@@ -159,6 +161,60 @@ done`
 				b.Fatal(err)
 			}
 			b.StartTimer()
+		}
+	})
+}
+
+// BenchmarkStatusSweep compares `status` of a 1,000-trial sweep of two stages (2,000
+// array tasks; every task's markers and a 10-epoch history.csv in its trial directory)
+// with its baseline, a bare squeue and sacct for the same two array jobs, in the same run
+// on the same cluster. The arrays are submitted held and cancelled, so the cluster never
+// runs 2,000 tasks; the files a finished sweep leaves are written by the benchmark.
+//
+//	go test -run '^$' -bench BenchmarkStatusSweep -benchtime 5x ./pipeline
+func BenchmarkStatusSweep(b *testing.B) {
+	testenv.RequireSlurm(b)
+	ctx := context.Background()
+	const n = 1000
+	f := newSweepFixture(b, n, "true", "true", "--hold")
+	run := f.submit(b)
+	ids := []string{run.Stages[0].JobID, run.Stages[1].JobID}
+	if err := f.ex.Cancel(ctx, ids); err != nil {
+		b.Fatal(err)
+	}
+	history := "epoch,loss,accuracy,val_loss,val_accuracy,lr\n"
+	for e := 1; e <= 10; e++ {
+		history += fmt.Sprintf("%d,0.5,0.8,0.6,0.%d,0.001\n", e, 70+e)
+	}
+	for k := 0; k < n; k++ {
+		for _, s := range run.Stages {
+			d := filepath.Join(run.RunDir, "trials", fmt.Sprint(k), "stages", s.Name)
+			os.MkdirAll(filepath.Join(d, ".hpctl"), 0o755)
+			job := s.TaskOf(k)
+			os.WriteFile(filepath.Join(d, ".hpctl", "started"), []byte("job_id="+job+"\nhost=vm\nstart_time=1764395000\nattempt=1\n"), 0o644)
+			os.WriteFile(filepath.Join(d, ".hpctl", "finished"), []byte("job_id="+job+"\nexit_code=0\nend_time=1764395600\nstate=COMPLETED\n"), 0o644)
+			os.WriteFile(filepath.Join(d, "history.csv"), []byte(history), 0o644)
+		}
+	}
+	tr := transport.NewLocal()
+	ex := slurm.New(tr, slurm.Options{})
+	b.Run("squeue+sacct", func(b *testing.B) {
+		jobs := strings.Join(ids, ",")
+		for i := 0; i < b.N; i++ {
+			if out, err := exec.Command("squeue", "--states=all", "-r", "--jobs="+jobs, "-h", "-o", "%i|%T|%r|%N|%M").Output(); err != nil || len(out) == 0 {
+				b.Fatalf("squeue: %v", err)
+			}
+			if _, err := exec.Command("sacct", "-X", "-n", "-P", "-j", jobs, "--format=JobID,State,Reason,NodeList,ElapsedRaw,ExitCode,Start,End").Output(); err != nil {
+				b.Fatalf("sacct: %v", err)
+			}
+		}
+	})
+	b.Run("hpctl-status", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			st, err := pipeline.Status(ctx, tr, ex, []registry.Run{run}, pipeline.StatusOptions{})
+			if err != nil || len(st[0].Trials) != n {
+				b.Fatalf("status: %v", err)
+			}
 		}
 	})
 }

@@ -104,7 +104,7 @@ stages:
 	return &fixture{dir: dir, spec: l, reg: reg, t: c, ex: slurm.New(c, slurm.Options{})}
 }
 
-func (f *fixture) submit(t *testing.T) registry.Run {
+func (f *fixture) submit(t testing.TB) registry.Run {
 	t.Helper()
 	sub, err := pipeline.Submit(context.Background(), f.t, f.ex, f.reg, f.spec, pipeline.SubmitOptions{Version: "test"})
 	if err != nil {

@@ -271,7 +271,18 @@ func (rs *RunStatus) summarize() {
 				sum.BestValAccuracy = &v
 			}
 		}
+		// While any trial's task is live the stage is too: a failed trial shows in the
+		// counts, and the sweep goes on.
 		sum.State = stagestate.Overall(states...)
+		for _, st := range states {
+			if st.Running() {
+				sum.State = jobs.StateRunning
+				break
+			}
+			if !st.Terminal() {
+				sum.State = jobs.StatePending
+			}
+		}
 		if sum.State.Failed() && sum.Counts[sum.State] < len(rs.Trials) {
 			// Some trials failed; the others may still be running or done.
 			sum.Reason = fmt.Sprintf("%d of %d trials %s", sum.Counts[sum.State], len(rs.Trials), sum.State)

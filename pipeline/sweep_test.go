@@ -14,15 +14,20 @@ import (
 	"github.com/hpctl/hpctl/pipeline"
 )
 
-// newSweepFixture is newFixture's two command stages swept over n trials (seeds).
-func newSweepFixture(t testing.TB, n int, one, two string) *fixture {
+// newSweepFixture is newFixture's two command stages swept over n trials (seeds), with
+// extra sbatch options.
+func newSweepFixture(t testing.TB, n int, one, two string, extra ...string) *fixture {
 	t.Helper()
 	f := newFixture(t, one, two)
 	seeds := make([]string, n)
 	for i := range seeds {
 		seeds[i] = fmt.Sprint(i)
 	}
-	src := string(f.spec.Source) + "sweep:\n  grid:\n    seed: [" + strings.Join(seeds, ", ") + "]\n"
+	src := string(f.spec.Source)
+	if len(extra) > 0 {
+		src = strings.Replace(src, "slurm:\n", "slurm:\n  extra: ["+strings.Join(extra, ", ")+"]\n", 1)
+	}
+	src += "sweep:\n  grid:\n    seed: [" + strings.Join(seeds, ", ") + "]\n"
 	file := filepath.Join(f.dir, "sweep.yaml")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

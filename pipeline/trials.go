@@ -8,9 +8,9 @@ import (
 	"github.com/hpctl/hpctl/internal/registry"
 )
 
-// Trial is run as trial k of a sweep sees it: each stage's job is the trial's task, so
-// what works on a run's stages (logs, cancel) works on the trial's. A run that is not a
-// sweep, or a k out of range, is a usage error.
+// Trial is run.Trial(k) for the commands (logs and cancel of a trial, whose logs stay in
+// the run's logs/ folder): a run that is not a sweep, or a k out of range, is a usage
+// error.
 func Trial(run registry.Run, k int) (registry.Run, error) {
 	if run.Trials == 0 {
 		return registry.Run{}, fmt.Errorf("%w: run %s is not a sweep; it has no trials", errkind.ErrUsage, run.ID)
@@ -18,13 +18,7 @@ func Trial(run registry.Run, k int) (registry.Run, error) {
 	if k < 0 || k >= run.Trials {
 		return registry.Run{}, fmt.Errorf("%w: run %s has trials 0 to %d, not %d", errkind.ErrUsage, run.ID, run.Trials-1, k)
 	}
-	tr := run
-	tr.Stages = make([]registry.RunStage, len(run.Stages))
-	for i, s := range run.Stages {
-		s.JobID, s.Arrays = s.TaskOf(k), nil
-		tr.Stages[i] = s
-	}
-	tr.Trials = 0
+	tr, _ := run.Trial(k)
 	return tr, nil
 }
 

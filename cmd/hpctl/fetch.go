@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline/results"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -135,17 +137,11 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 
 func printFetched(w io.Writer, f *results.Fetched) {
 	fmt.Fprintf(w, "%s\n", f.RunID)
-	t := newTable("STAGE", "STATE", "JOB", "EPOCHS", "BEST VAL ACC", "BEST VAL LOSS", "FINAL VAL ACC", "FINAL VAL LOSS", "WALL", "IMG/S")
-	for _, s := range f.Stages {
-		best := results.Float(s.BestValAccuracy, 4)
-		if best != "" && s.BestEpoch > 0 {
-			best += fmt.Sprintf(" (ep %d)", s.BestEpoch)
-		}
-		t.AppendRow([]any{s.Name, s.State, s.JobID, results.Epochs(s), best, results.Float(s.BestValLoss, 4),
-			results.Float(s.FinalValAccuracy, 4), results.Float(s.FinalValLoss, 4), results.Duration(s.WallTimeSeconds),
-			results.Float(s.ImagesPerSecond, 1)})
+	if f.Trials != nil {
+		printLeaderboard(w, f)
+	} else {
+		printStages(w, f)
 	}
-	renderTable(w, t)
 	moved := "nothing new to copy"
 	if f.Transfer.Files > 0 {
 		moved = fmt.Sprintf("copied %d file(s), %s", f.Transfer.Files, humanBytes(f.Transfer.Bytes))
@@ -157,6 +153,57 @@ func printFetched(w io.Writer, f *results.Fetched) {
 		fmt.Fprintf(w, "plot:    none yet (no stage has finished an epoch)\n")
 	}
 	fmt.Fprintf(w, "report:  %s\n", f.Report)
+}
+
+// leaderboardRows is how many trials fetch-results prints; report.md has them all.
+const leaderboardRows = 20
+
+// printLeaderboard is a sweep's trials, best first.
+func printLeaderboard(w io.Writer, f *results.Fetched) {
+	t := newTable("RANK", "TRIAL", "VALUES", "STATE", "BEST VAL ACC", "STAGE", "EPOCHS", "WALL")
+	order := results.Leaderboard(f.Trials)
+	for rank, i := range order {
+		if rank == leaderboardRows {
+			break
+		}
+		tr := f.Trials[i]
+		epochs, wall := "", 0.0
+		for _, s := range tr.Stages {
+			if epochs != "" {
+				epochs += "+"
+			}
+			epochs += strconv.Itoa(s.EpochsRun)
+			if s.WallTimeSeconds != nil {
+				wall += *s.WallTimeSeconds
+			}
+		}
+		state := "COMPLETED"
+		for _, s := range tr.Stages {
+			if s.State != jobs.StateCompleted {
+				state = string(s.State)
+				break
+			}
+		}
+		t.AppendRow([]any{rank + 1, tr.Trial, tr.Values, state, results.Float(tr.Score, 4), tr.ScoreStage, epochs, results.Duration(&wall)})
+	}
+	renderTable(w, t)
+	if len(order) > leaderboardRows {
+		fmt.Fprintf(w, "(and %d more trials: report.md and summary.json have every one)\n", len(order)-leaderboardRows)
+	}
+}
+
+func printStages(w io.Writer, f *results.Fetched) {
+	t := newTable("STAGE", "STATE", "JOB", "EPOCHS", "BEST VAL ACC", "BEST VAL LOSS", "FINAL VAL ACC", "FINAL VAL LOSS", "WALL", "IMG/S")
+	for _, s := range f.Stages {
+		best := results.Float(s.BestValAccuracy, 4)
+		if best != "" && s.BestEpoch > 0 {
+			best += fmt.Sprintf(" (ep %d)", s.BestEpoch)
+		}
+		t.AppendRow([]any{s.Name, s.State, s.JobID, results.Epochs(s), best, results.Float(s.BestValLoss, 4),
+			results.Float(s.FinalValAccuracy, 4), results.Float(s.FinalValLoss, 4), results.Duration(s.WallTimeSeconds),
+			results.Float(s.ImagesPerSecond, 1)})
+	}
+	renderTable(w, t)
 }
 
 func humanBytes(n int64) string {

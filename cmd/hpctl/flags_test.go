@@ -192,6 +192,9 @@ func TestEveryFlagBeforeAndAfterArguments(t *testing.T) {
 					app.Before = nil
 					leafCommands(app)[path].Action = func(c *cli.Context) error {
 						set, got, value = c.IsSet(n), c.Args().Slice(), fmt.Sprint(c.Value(n))
+						if is := c.IntSlice(n); len(is) > 0 {
+							value = fmt.Sprint(is[0])
+						}
 						return nil
 					}
 					if err := app.Run(interspersed(app, append([]string{"hpctl"}, args...))); err != nil {

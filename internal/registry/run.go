@@ -35,6 +35,24 @@ type Run struct {
 	TrialValues [][]string `json:"trial_values,omitempty"`
 }
 
+// Trial is the run as trial k of a sweep sees it: each stage's job is the trial's task,
+// so what works on a run's stages works on the trial's. RunDir stays the run's (the
+// trial's own directory, trials/<k>, is the layout's to name). ok is false when k is not
+// a trial.
+func (r Run) Trial(k int) (tr Run, ok bool) {
+	if r.Trials == 0 || k < 0 || k >= r.Trials {
+		return Run{}, false
+	}
+	tr = r
+	tr.Stages = make([]RunStage, len(r.Stages))
+	for i, s := range r.Stages {
+		s.JobID, s.Arrays = s.TaskOf(k), nil
+		tr.Stages[i] = s
+	}
+	tr.Trials, tr.SweepKeys, tr.TrialValues = 0, nil, nil
+	return tr, true
+}
+
 // TrialLabel is trial k's values, "seed=1, stages.finetune.unfreeze=30".
 func (r Run) TrialLabel(k int) string {
 	if k < 0 || k >= len(r.TrialValues) {

@@ -57,15 +57,20 @@ func (o Options) Excludes() []string {
 
 // Fetched is what one fetch did and found.
 type Fetched struct {
-	RunID     string              `json:"run_id"`
-	SpecName  string              `json:"spec_name"`
-	Host      string              `json:"host,omitempty"`
-	Dir       string              `json:"dir"`
-	Transfer  transport.PullStats `json:"transfer"`
-	Stages    []StageSummary      `json:"stages"`
-	Plot      string              `json:"plot,omitempty"`
-	Report    string              `json:"report"`
-	FetchedAt time.Time           `json:"fetched_at"`
+	RunID    string              `json:"run_id"`
+	SpecName string              `json:"spec_name"`
+	Host     string              `json:"host,omitempty"`
+	Dir      string              `json:"dir"`
+	Transfer transport.PullStats `json:"transfer"`
+	Stages   []StageSummary      `json:"stages"`
+	// Trials are a sweep's, in trial order (Leaderboard ranks them); BestTrial indexes
+	// the best, SweepKeys are the swept paths.
+	Trials    []TrialResult `json:"trials,omitempty"`
+	BestTrial *int          `json:"best_trial,omitempty"`
+	SweepKeys []string      `json:"sweep_keys,omitempty"`
+	Plot      string        `json:"plot,omitempty"`
+	Report    string        `json:"report"`
+	FetchedAt time.Time     `json:"fetched_at"`
 }
 
 // FetchResults copies run's directory from the cluster into <localRoot>/<run-id>/
@@ -82,6 +87,9 @@ func FetchResults(ctx context.Context, tr transport.Transport, run registry.Run,
 		return nil, fmt.Errorf("fetch %s: the registry has no run directory for it", run.ID)
 	}
 	dir := filepath.Join(localRoot, run.ID)
+	if run.Trials > 0 {
+		return fetchSweep(ctx, tr, run, dir, opts)
+	}
 	st, err := tr.Pull(ctx, run.RunDir, dir, transport.PullOptions{
 		Exclude:  opts.Excludes(),
 		Progress: opts.Progress,
@@ -148,18 +156,22 @@ func Summarize(dir string, run registry.Run) (*Fetched, error) {
 // atomically, so a reader never opens half of one.
 func (f *Fetched) write() error {
 	f.Plot = ""
-	png, err := Plot(f.Stages)
+	plotFile, report, draw := PlotFile, Report, func() ([]byte, error) { return Plot(f.Stages) }
+	if f.Trials != nil {
+		plotFile, report, draw = SweepPlotFile, sweepReport, func() ([]byte, error) { return SweepPlot(f) }
+	}
+	png, err := draw()
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
 	if png != nil {
-		f.Plot = filepath.Join(f.Dir, PlotFile)
+		f.Plot = filepath.Join(f.Dir, plotFile)
 		if err := fsutil.WriteFileAtomic(f.Plot, png, 0o644); err != nil {
 			return err
 		}
 	}
 	f.Report = filepath.Join(f.Dir, ReportFile)
-	if err := fsutil.WriteFileAtomic(f.Report, []byte(Report(f)), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(f.Report, []byte(report(f)), 0o644); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
