@@ -98,26 +98,53 @@ func Status(ctx context.Context, t transport.Transport, ex jobs.Executor, runs [
 			ids = append(ids, s.JobIDs()...)
 		}
 	}
-	states, err := ex.Query(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
-	}
-
-	// Every job's files in one read; those whose failure Slurm already knows get their
-	// log tails in it too.
+	// The scheduler's answer and the run directories' files are read at once: for a
+	// sweep of a thousand trials each takes about as long as the other.
 	var reqs []stageFiles
 	for _, r := range runs {
 		for _, u := range unitsOf(r) {
-			if u.jobID == "" {
-				continue
+			if u.jobID != "" {
+				reqs = append(reqs, stageFiles{Dir: u.dir, Out: u.out, Err: u.err, job: u.jobID})
 			}
-			st, ok := states[u.jobID]
-			reqs = append(reqs, stageFiles{Dir: u.dir, Out: u.out, Err: u.err, Tail: ok && st.State.Failed()})
 		}
 	}
-	files, err := readStageFiles(ctx, t, reqs, opts.TailLines)
-	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+	type read struct {
+		files map[string]stageData
+		err   error
+	}
+	done := make(chan read, 1)
+	go func() {
+		files, err := readStageFiles(ctx, t, reqs, opts.TailLines)
+		done <- read{files, err}
+	}()
+	states, qerr := ex.Query(ctx, ids)
+	rd := <-done
+	if qerr != nil {
+		return nil, fmt.Errorf("status: %w", qerr)
+	}
+	if rd.err != nil {
+		return nil, fmt.Errorf("status: %w", rd.err)
+	}
+	files := rd.files
+	// A failed stage's log tail came with its files when its finished marker says it
+	// failed; one the scheduler calls failed without such a marker (killed hard, out of
+	// memory) gets its tail in a second, small read.
+	var tails []stageFiles
+	for _, r := range reqs {
+		f := files[r.Dir]
+		if st, ok := states[r.job]; ok && st.State.Failed() && f.errTail == "" && f.outTail == "" {
+			r.Tail = true
+			tails = append(tails, r)
+		}
+	}
+	if len(tails) > 0 {
+		more, err := readStageFiles(ctx, t, tails, opts.TailLines)
+		if err != nil {
+			return nil, fmt.Errorf("status: %w", err)
+		}
+		for dir, f := range more {
+			files[dir] = f
+		}
 	}
 
 	out := make([]RunStatus, 0, len(runs))
@@ -325,6 +352,7 @@ func runState(rs RunStatus) jobs.State {
 type stageFiles struct {
 	Dir, Out, Err string
 	Tail          bool
+	job           string // whose files they are
 }
 
 // stageData is what readStageFiles found for one stage.
