@@ -1,7 +1,38 @@
 """Backbone + head, freezing and unfreezing, optimizers and compile."""
 
+import json
+import os
+
 from . import InputError
 from .compat import keras
+
+# The backbones, their keras.applications model, preprocessing mode and smallest input side;
+# hpctl validates specs against the same file (trainer.Backbones in Go).
+BACKBONES_JSON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backbones.json")
+_table = {}
+
+
+def backbones():
+    """{name: {"application", "preprocessing", "min_image_size"}} from backbones.json. An
+    empty application is the trainer's own model (tinycnn)."""
+    if not _table:
+        try:
+            with open(BACKBONES_JSON) as f:
+                _table.update(json.load(f))
+        except (OSError, ValueError) as e:
+            raise InputError("cannot read %s: %s" % (BACKBONES_JSON, e))
+    return _table
+
+
+def backbone_names():
+    return sorted(backbones())
+
+
+def backbone_entry(name):
+    table = backbones()
+    if name not in table:
+        raise InputError("unknown backbone %r (backbones.json has %s)" % (name, ", ".join(sorted(table))))
+    return table[name]
 
 
 def _tinycnn(input_shape):
@@ -17,18 +48,12 @@ def _tinycnn(input_shape):
 
 def make_base(backbone, image_size, weights_path=None):
     shape = (int(image_size[0]), int(image_size[1]), 3)
-    apps = keras.applications
+    app = backbone_entry(backbone)["application"]
     try:
-        if backbone == "resnet50":
-            base = apps.ResNet50(include_top=False, weights=None, input_shape=shape)
-        elif backbone == "mobilenetv2":
-            base = apps.MobileNetV2(include_top=False, weights=None, input_shape=shape)
-        elif backbone == "efficientnetb0":
-            base = apps.EfficientNetB0(include_top=False, weights=None, input_shape=shape)
-        elif backbone == "tinycnn":
-            base = _tinycnn(shape)
+        if app:
+            base = getattr(keras.applications, app)(include_top=False, weights=None, input_shape=shape)
         else:
-            raise InputError("unknown backbone %r" % backbone)
+            base = _tinycnn(shape)
     except ValueError as e:
         raise InputError("cannot build %s for image size %s: %s" % (backbone, list(image_size), e))
     if weights_path:
@@ -81,8 +106,8 @@ def set_trainable(model, unfreeze_layers):
 
 
 def optimizer(opt_spec):
-    name = opt_spec.get("name", "rmsprop")
-    lr = float(opt_spec.get("learning_rate", 0.001))
+    name = opt_spec["name"]
+    lr = float(opt_spec["learning_rate"])
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=lr)
     if name == "adam":
