@@ -4,7 +4,8 @@ Keras preprocessing layers and the backbone's own preprocess_input."""
 import math
 import os
 
-from . import InputError, model
+from . import InputError
+from .backbones import backbone_entry
 from .compat import tf
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -67,7 +68,7 @@ def preprocess_fn(backbone):
     evaluation and prediction. "caffe" (ResNet50) and "tf" (MobileNetV2) are tensor versions of
     the same formula as Keras's functions (tested equal); "none" is EfficientNet's, the
     identity (it rescales inside the model)."""
-    mode = model.backbone_entry(backbone)["preprocessing"]
+    mode = backbone_entry(backbone)["preprocessing"]
     if mode not in _PREPROCESS:
         raise InputError("backbones.json: %s: unknown preprocessing %r (one of %s)"
                          % (backbone, mode, ", ".join(sorted(_PREPROCESS))))

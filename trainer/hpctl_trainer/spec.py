@@ -8,7 +8,7 @@ import json
 import os
 
 from . import InputError
-from .model import backbone_names
+from .backbones import backbone_names
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 

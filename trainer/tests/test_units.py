@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from hpctl_trainer import compat, data, model as mdl, spec as specmod
+from hpctl_trainer import backbones as bb, compat, data, model as mdl, spec as specmod
 
 
 def test_backbones_table():
     # The list hpctl validates against (trainer.Backbones in Go) is this file.
-    t = mdl.backbones()
+    t = bb.backbones()
     assert set(t) == {"resnet50", "mobilenetv2", "efficientnetb0", "tinycnn"}
     for name, e in t.items():
         assert set(e) == {"application", "preprocessing", "min_image_size"}, name
@@ -19,10 +19,10 @@ def test_backbones_table():
         assert e["application"] == "" or hasattr(compat.keras.applications, e["application"]), name
 
 
-@pytest.mark.parametrize("backbone", mdl.backbone_names())
+@pytest.mark.parametrize("backbone", bb.backbone_names())
 def test_backbones_build(backbone):
     # At the table's smallest image size: hpctl accepts it, so the model must build there.
-    side = mdl.backbone_entry(backbone)["min_image_size"]
+    side = bb.backbone_entry(backbone)["min_image_size"]
     for classes in (2, 3):
         m = mdl.build({"backbone": backbone, "dropout": 0.1}, (side, side), classes)
         mdl.compile_model(m, {"name": "rmsprop", "learning_rate": 1e-5}, classes)
