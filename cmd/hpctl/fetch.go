@@ -117,6 +117,16 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 		if err != nil {
 			return err
 		}
+		// What could not be read costs its own numbers, not the fetch; say so where a
+		// person sees it whatever the output format (report.md lists them too).
+		for _, s := range f.Stages {
+			for _, w := range s.Warnings {
+				fmt.Fprintf(e.stderr, "hpctl: warning: %s %s: %s\n", r.ID, s.Name, w)
+			}
+		}
+		if f.PlotError != "" {
+			fmt.Fprintf(e.stderr, "hpctl: warning: %s: no plot: %s\n", r.ID, f.PlotError)
+		}
 		log.Info().Int("files", f.Transfer.Files).Int64("bytes", f.Transfer.Bytes).Int("verified", f.Transfer.Checked).
 			Bool("rsync", f.Transfer.Rsync).Dur("took", time.Since(start)).Msg("fetched")
 		all = append(all, f)
@@ -143,7 +153,7 @@ func printFetched(w io.Writer, f *results.Fetched) {
 		}
 		t.AppendRow([]any{s.Name, s.State, s.JobID, results.Epochs(s), best, results.Float(s.BestValLoss, 4),
 			results.Float(s.FinalValAccuracy, 4), results.Float(s.FinalValLoss, 4), results.Duration(s.WallTimeSeconds),
-			results.Float(s.ImagesPerSecond, 1)})
+			results.Rate(s.ImagesPerSecond, 1)})
 	}
 	renderTable(w, t)
 	moved := "nothing new to copy"
@@ -151,9 +161,12 @@ func printFetched(w io.Writer, f *results.Fetched) {
 		moved = fmt.Sprintf("copied %d file(s), %s", f.Transfer.Files, humanBytes(f.Transfer.Bytes))
 	}
 	fmt.Fprintf(w, "\nresults: %s (%s; %d file(s) verified)\n", f.Dir, moved, f.Transfer.Checked)
-	if f.Plot != "" {
+	switch {
+	case f.Plot != "":
 		fmt.Fprintf(w, "plot:    %s\n", f.Plot)
-	} else {
+	case f.PlotError != "":
+		fmt.Fprintf(w, "plot:    none (it could not be drawn: %s)\n", f.PlotError)
+	default:
 		fmt.Fprintf(w, "plot:    none yet (no stage has finished an epoch)\n")
 	}
 	fmt.Fprintf(w, "report:  %s\n", f.Report)

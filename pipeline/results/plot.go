@@ -2,10 +2,15 @@ package results
 
 import (
 	"bytes"
+	"cmp"
+	"context"
+	"fmt"
 	"image/color"
 	"math"
+	"slices"
 	"strconv"
 
+	"github.com/hpctl/hpctl/internal/num"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -23,7 +28,13 @@ var (
 // one continuous epoch axis (a stage's epoch e is plotted at e plus the epochs of the
 // stages before it) with a dashed vertical line and the stage's name where each later
 // stage begins. It returns nil when no stage has finished an epoch yet.
-func Plot(stages []StageSummary) ([]byte, error) {
+//
+// Numbers that are not finite (a diverged run's nan and inf) leave gaps; finite ones
+// beyond ±plotLimit are drawn at the limit, and the panel's title says so. gonum/plot
+// cannot be interrupted, so it draws on its own goroutine and Plot returns ctx's error
+// as soon as ctx is done (hpctl then exits; the drawing dies with the process). A panic
+// in gonum/plot is an error, not a crash.
+func Plot(ctx context.Context, stages []StageSummary) ([]byte, error) {
 	hasData := false
 	for _, s := range stages {
 		hasData = hasData || len(s.History) > 0
@@ -31,13 +42,45 @@ func Plot(stages []StageSummary) ([]byte, error) {
 	if !hasData {
 		return nil, nil
 	}
-	acc, err := curves(stages, "Accuracy", func(e Epoch) (float64, float64) { return e.Accuracy, e.ValAccuracy })
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("plot: %w", err)
+	}
+	type result struct {
+		png []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- result{err: fmt.Errorf("gonum/plot: %v", r)}
+			}
+		}()
+		png, err := drawCurves(stages)
+		done <- result{png, err}
+	}()
+	select {
+	case r := <-done:
+		return r.png, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("plot: %w", ctx.Err())
+	}
+}
+
+// plotLimit bounds the values plotted. gonum/plot's tick search loops without end over
+// a range whose width overflows (±1e308: the width is +Inf and the exponent it starts
+// from, int(+Inf), is the smallest int), and a diverged loss of 1e30 makes every other
+// point a flat line anyway.
+const plotLimit = 1e6
+
+func drawCurves(stages []StageSummary) ([]byte, error) {
+	acc, err := curves(stages, "Accuracy", func(e Epoch) (num.Float, num.Float) { return e.Accuracy, e.ValAccuracy })
 	if err != nil {
 		return nil, err
 	}
 	// Accuracy rises and loss falls, so these corners are usually free of curves.
 	acc.Legend.Top = false
-	loss, err := curves(stages, "Loss", func(e Epoch) (float64, float64) { return e.Loss, e.ValLoss })
+	loss, err := curves(stages, "Loss", func(e Epoch) (num.Float, num.Float) { return e.Loss, e.ValLoss })
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +97,7 @@ func Plot(stages []StageSummary) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func curves(stages []StageSummary, title string, pick func(Epoch) (train, val float64)) (*plot.Plot, error) {
+func curves(stages []StageSummary, title string, pick func(Epoch) (train, val num.Float)) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "epoch (all stages)"
@@ -65,6 +108,19 @@ func curves(stages []StageSummary, title string, pick func(Epoch) (train, val fl
 	var boundaries []int
 	var names []string
 	legend := true
+	clamped := false
+	ymin, ymax := math.Inf(1), math.Inf(-1)
+	point := func(xys plotter.XYs, x float64, y num.Float) plotter.XYs {
+		if !y.Finite() {
+			return xys // NaN (a metric the trainer could not compute) leaves a gap
+		}
+		v := float64(y)
+		if math.Abs(v) > plotLimit {
+			v, clamped = math.Copysign(plotLimit, v), true
+		}
+		ymin, ymax = math.Min(ymin, v), math.Max(ymax, v)
+		return append(xys, plotter.XY{X: x, Y: v})
+	}
 	for i, s := range stages {
 		if len(s.History) == 0 {
 			continue
@@ -77,13 +133,7 @@ func curves(stages []StageSummary, title string, pick func(Epoch) (train, val fl
 		for _, e := range s.History {
 			x := float64(offset + e.Epoch)
 			t, v := pick(e)
-			// NaN (a metric the trainer could not compute) leaves a gap, not an error.
-			if !math.IsNaN(t) && !math.IsInf(t, 0) {
-				tr = append(tr, plotter.XY{X: x, Y: t})
-			}
-			if !math.IsNaN(v) && !math.IsInf(v, 0) {
-				va = append(va, plotter.XY{X: x, Y: v})
-			}
+			tr, va = point(tr, x, t), point(va, x, v)
 		}
 		for _, c := range []struct {
 			xys   plotter.XYs
@@ -116,10 +166,17 @@ func curves(stages []StageSummary, title string, pick func(Epoch) (train, val fl
 		}
 		offset += last
 	}
-	// The boundary lines span the data's range, known once the curves are added.
-	ymin, ymax := p.Y.Min, p.Y.Max
-	if ymin == ymax {
+	// The y axis spans the data (clamped above), or 0 to 1 when no value is finite; the
+	// boundary lines span it too.
+	if ymin > ymax {
+		ymin, ymax = 0, 1
+	}
+	if ymax-ymin < 1e-9*max(1, math.Abs(ymax)) {
 		ymin, ymax = ymin-0.5, ymax+0.5
+	}
+	p.Y.Min, p.Y.Max = ymin, ymax
+	if clamped {
+		p.Title.Text += fmt.Sprintf(" (values beyond ±%g drawn at ±%g)", plotLimit, plotLimit)
 	}
 	for i, b := range boundaries {
 		x := float64(b) + 0.5
@@ -147,16 +204,24 @@ func curves(stages []StageSummary, title string, pick func(Epoch) (train, val fl
 	return p, nil
 }
 
-// epochTicks labels whole epochs only, about ten of them.
+// epochTicks labels whole epochs only: epoch 1 and about ten multiples of a step. It
+// makes a dozen ticks whatever the range (it used to visit every epoch in it).
 type epochTicks struct{}
 
 func (epochTicks) Ticks(lo, hi float64) []plot.Tick {
-	step := max(1, int(math.Ceil((hi-lo)/10)))
+	if !(lo <= hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return nil
+	}
+	step := math.Max(1, math.Ceil((hi-lo)/10))
 	var ticks []plot.Tick
-	for e := int(math.Ceil(lo)); float64(e) <= hi; e++ {
-		if e%step == 0 || e == 1 {
-			ticks = append(ticks, plot.Tick{Value: float64(e), Label: strconv.Itoa(e)})
+	if lo <= 1 && 1 <= hi {
+		ticks = append(ticks, plot.Tick{Value: 1, Label: "1"})
+	}
+	for e := math.Ceil(lo/step) * step; e <= hi && len(ticks) < 13; e += step {
+		if e != 1 {
+			ticks = append(ticks, plot.Tick{Value: e, Label: strconv.FormatFloat(e, 'f', -1, 64)})
 		}
 	}
+	slices.SortFunc(ticks, func(a, b plot.Tick) int { return cmp.Compare(a.Value, b.Value) })
 	return ticks
 }
