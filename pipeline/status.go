@@ -284,7 +284,9 @@ type stageData struct {
 
 // readScript reads groups of four lines on stdin (stage dir, out log, err log, "1" when
 // the tail is wanted) and prints, for each stage, its markers, a summary of its
-// history.csv (rows, best val_accuracy) and, when the stage failed, the tails of its
+// history.csv (rows; best val_accuracy: the largest finite one, else the last nan or inf
+// cell, so a diverged run shows nan; cells that are no number, or overflow to inf, as
+// 1e999 does, are skipped) and, when the stage failed, the tails of its
 // logs. Sections start with a line "\x1e<kind> <dir>" (ASCII record separator): markers
 // and logs never hold that byte. The paths come on stdin rather than as arguments so
 // that one command serves any number of stages (a command line over ssh is one string,
@@ -302,7 +304,7 @@ while IFS= read -r d && IFS= read -r out && IFS= read -r err && IFS= read -r wan
 		printf '\036history %s\n' "$d"
 		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/^[ \t\r"]+|[ \t\r"]+$/, "", h); if (h == "val_accuracy") c = i }; next }
 			NF > 1 { n++; if (!c) next; v = $c; gsub(/^[ \t\r]+|[ \t\r]+$/, "", v)
-				if (v ~ /^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$/) { if (best == "" || v + 0 > best + 0) best = v }
+				if (v ~ /^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$/ && ((x = v + 0) == 0 || x != x * 2)) { if (best == "" || x > best + 0) best = v }
 				else if (tolower(v) ~ /^[-+]?(nan|inf|infinity)$/) nonfinite = v }
 			END { if (best == "") best = nonfinite; print n + 0, best }' "$d/$history"
 	fi

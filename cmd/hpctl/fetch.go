@@ -41,6 +41,12 @@ name, and every file's SHA-256 is checked against the cluster's. Over ssh it use
 same master connection as submit and status. RUN is a run id, a unique prefix of one,
 or "latest" (the default).
 
+A diverged run fetches like any other: its nan and inf show as such in the table and
+report, as null in summary.json and -o json, as gaps in the plot (values beyond ±1e6
+are drawn at ±1e6). What a stage's files hold that cannot be read (a cell that is no
+number, a missing column, a metrics.json that is no JSON) is left out with a warning on
+stderr and in report.md.
+
 Examples:
    hpctl fetch-results                          # the latest run
    hpctl fetch-results urban-rural-20261129-054012-a3f9

@@ -7,8 +7,8 @@ package num
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -54,20 +54,39 @@ func (f *Float) UnmarshalJSON(b []byte) error {
 		}
 		v, err := Parse(str)
 		if err != nil {
-			return fmt.Errorf("%q is not a number", str)
+			return typeError("string " + strconv.Quote(str))
 		}
 		*f = Float(v)
 		return nil
 	}
 	if s == "" || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) {
-		return fmt.Errorf("%.40s is not a number", s)
+		return typeError(kind(s))
 	}
 	v, err := Parse(s)
 	if err != nil {
-		return fmt.Errorf("%.40s is not a number", s)
+		return typeError("number " + s)
 	}
 	*f = Float(v)
 	return nil
+}
+
+// typeError is what encoding/json returns for a value of the wrong type, so that
+// callers tell it from malformed JSON (and decoding goes on past it).
+func typeError(value string) error {
+	return &json.UnmarshalTypeError{Value: value, Type: reflect.TypeFor[Float]()}
+}
+
+// kind names a JSON value's type as encoding/json's errors do.
+func kind(s string) string {
+	switch s[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	}
+	return "value"
 }
 
 // Parse reads a number as a CSV or JSON writer may have spelled it: decimal or

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,19 +250,43 @@ func readJSON(p string, v any) (ok bool, warnings []string, err error) {
 	if err != nil {
 		return false, nil, fmt.Errorf("summary: %s: %w", p, err)
 	}
-	name := filepath.Base(p)
+	return decodeJSON(filepath.Base(p), b, v)
+}
+
+// decodeJSON is readJSON's reading of the file's bytes b, name naming it in warnings.
+func decodeJSON(name string, b []byte, v any) (ok bool, warnings []string, err error) {
 	if len(b) > maxJSONBytes {
 		return false, []string{fmt.Sprintf("%s is larger than %d MiB: not read", name, maxJSONBytes>>20)}, nil
 	}
-	err = json.Unmarshal(nonFiniteToNull(b), v)
-	var typeErr *json.UnmarshalTypeError
+	b = nonFiniteToNull(b)
+	err = json.Unmarshal(b, v)
+	var syntaxErr *json.SyntaxError
 	switch {
 	case err == nil:
 		return true, nil, nil
-	case errors.As(err, &typeErr):
-		return true, []string{fmt.Sprintf("%s: %v; that value is left out", name, err)}, nil
+	case errors.As(err, &syntaxErr):
+		return false, []string{fmt.Sprintf("%s is not valid JSON (%v): not read", name, err)}, nil
 	}
-	return false, []string{fmt.Sprintf("%s is not valid JSON (%v): not read", name, err)}, nil
+	// A value of the wrong type: decoding stopped there. Decode again key by key, each
+	// into a fresh value first, so that one bad value costs only itself.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return false, []string{fmt.Sprintf("%s is not a JSON object: not read", name)}, nil
+	}
+	rv := reflect.ValueOf(v).Elem()
+	rv.SetZero()
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		one, err := json.Marshal(map[string]json.RawMessage{k: fields[k]})
+		if err != nil {
+			return false, nil, fmt.Errorf("summary: %s: %w", name, err)
+		}
+		if err := json.Unmarshal(one, reflect.New(rv.Type()).Interface()); err != nil {
+			warnings = append(warnings, fmt.Sprintf("%s: %v; that value is left out", name, err))
+			continue
+		}
+		_ = json.Unmarshal(one, v) // as the probe: no error
+	}
+	return true, warnings, nil
 }
 
 // maxJSONBytes bounds what readJSON reads: the trainer's files are a few KiB.
