@@ -107,19 +107,32 @@ func curves(stages []StageSummary, title string, pick func(Epoch) (train, val nu
 	offset := 0
 	var boundaries []int
 	var names []string
-	legend := true
+	inLegend := map[string]bool{}
 	clamped := false
 	ymin, ymax := math.Inf(1), math.Inf(-1)
-	point := func(xys plotter.XYs, x float64, y num.Float) plotter.XYs {
+	// A curve is its points and the runs of consecutive finite ones, each joined by a
+	// line: a value that is not finite (a metric the trainer could not compute, a
+	// diverged epoch) leaves a gap in the line.
+	type curve struct {
+		points plotter.XYs
+		runs   []plotter.XYs
+		gap    bool
+	}
+	add := func(c *curve, x float64, y num.Float) {
 		if !y.Finite() {
-			return xys // NaN (a metric the trainer could not compute) leaves a gap
+			c.gap = true
+			return
 		}
 		v := float64(y)
 		if math.Abs(v) > plotLimit {
 			v, clamped = math.Copysign(plotLimit, v), true
 		}
 		ymin, ymax = math.Min(ymin, v), math.Max(ymax, v)
-		return append(xys, plotter.XY{X: x, Y: v})
+		if len(c.runs) == 0 || c.gap {
+			c.runs, c.gap = append(c.runs, nil), false
+		}
+		c.runs[len(c.runs)-1] = append(c.runs[len(c.runs)-1], plotter.XY{X: x, Y: v})
+		c.points = append(c.points, plotter.XY{X: x, Y: v})
 	}
 	for i, s := range stages {
 		if len(s.History) == 0 {
@@ -129,37 +142,48 @@ func curves(stages []StageSummary, title string, pick func(Epoch) (train, val nu
 			boundaries = append(boundaries, offset)
 		}
 		names = append(names, s.Name)
-		var tr, va plotter.XYs
+		var tr, va curve
 		for _, e := range s.History {
 			x := float64(offset + e.Epoch)
 			t, v := pick(e)
-			tr, va = point(tr, x, t), point(va, x, v)
+			add(&tr, x, t)
+			add(&va, x, v)
 		}
 		for _, c := range []struct {
-			xys   plotter.XYs
+			curve
 			col   color.Color
 			label string
 			dash  bool
 		}{{tr, trainColor, "train", true}, {va, valColor, "validation", false}} {
-			if len(c.xys) == 0 {
+			if len(c.points) == 0 {
 				continue
 			}
-			l, sc, err := plotter.NewLinePoints(c.xys)
+			sc, err := plotter.NewScatter(c.points)
 			if err != nil {
 				return nil, err
 			}
-			l.Color, sc.Color = c.col, c.col
-			l.Width = vg.Points(1.5)
-			sc.Radius = vg.Points(2)
-			if c.dash {
-				l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+			sc.Color, sc.Radius = c.col, vg.Points(2)
+			p.Add(sc)
+			var first *plotter.Line
+			for _, run := range c.runs {
+				l, err := plotter.NewLine(run)
+				if err != nil {
+					return nil, err
+				}
+				l.Color, l.Width = c.col, vg.Points(1.5)
+				if c.dash {
+					l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+				}
+				p.Add(l)
+				if first == nil {
+					first = l
+				}
 			}
-			p.Add(l, sc)
-			if legend {
-				p.Legend.Add(c.label, l, sc)
+			if !inLegend[c.label] {
+				p.Legend.Add(c.label, first, sc)
+				inLegend[c.label] = true
 			}
 		}
-		legend = false
 		last := 0
 		for _, e := range s.History {
 			last = max(last, e.Epoch)
