@@ -1,7 +1,10 @@
 package results
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -94,4 +97,33 @@ func FuzzReadMetrics(f *testing.F) {
 			t.Fatalf("nonFiniteToNull broke valid JSON %q into %q", b, nonFiniteToNull(b))
 		}
 	})
+}
+
+// TestReadHistoryBounds: a history of more rows than maxHistoryRows, or more bytes than
+// maxHistoryBytes (here one endless binary line after good rows), is read up to the
+// bound, with a warning that says so.
+func TestReadHistoryBounds(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("epoch,loss,accuracy,val_loss,val_accuracy,lr\n")
+	for i := 1; i <= maxHistoryRows+5; i++ {
+		b.WriteString("1,0.5,0.5,0.5,0.5,0.1\n")
+	}
+	h := parseHistory("history.csv", []byte(b.String()))
+	if len(h.Epochs) != maxHistoryRows || !strings.Contains(strings.Join(h.Warnings, "\n"), "more than 100000 rows") {
+		t.Errorf("%d rows, warnings %q", len(h.Epochs), h.Warnings)
+	}
+
+	p := filepath.Join(t.TempDir(), "history.csv")
+	big := []byte("epoch,loss,accuracy,val_loss,val_accuracy,lr\n1,0.5,0.5,0.5,0.5,0.1\n2,0.4,0.6,0.4,0.6,0.1\n")
+	big = append(big, bytes.Repeat([]byte{0, 0xff, '"', ','}, maxHistoryBytes/4+10)...)
+	if err := os.WriteFile(p, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := readHistory(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Epochs) != 2 || float64(h.Epochs[1].ValAccuracy) != 0.6 || !strings.Contains(strings.Join(h.Warnings, "\n"), "larger than 16 MiB") {
+		t.Errorf("%d rows, warnings %q", len(h.Epochs), h.Warnings)
+	}
 }
