@@ -163,9 +163,12 @@ func readStage(runDir string, rs registry.RunStage) (StageSummary, error) {
 	// over what the history and markers suggest, for every number it holds that is
 	// finite (its NaN is a metric it could not compute).
 	var m metricsFile
-	if ok, warn, err := readJSON(filepath.Join(sdir, experiment.MetricsFile), &m); err != nil {
+	ok, warn, err := readJSON(filepath.Join(sdir, experiment.MetricsFile), &m)
+	if err != nil {
 		return s, err
-	} else if ok {
+	}
+	s.Warnings = append(s.Warnings, warn...)
+	if ok {
 		set := func(dst **num.Float, v *num.Float) {
 			if v != nil && v.Finite() {
 				*dst = v
@@ -196,19 +199,16 @@ func readStage(runDir string, rs registry.RunStage) (StageSummary, error) {
 			s.Attempts = m.Attempts
 		}
 		s.InitFrom = m.InitFrom
-		s.Warnings = append(s.Warnings, warn...)
-	} else {
-		s.Warnings = append(s.Warnings, warn...)
 	}
 	var ev evaluationFile
-	if ok, warn, err := readJSON(filepath.Join(sdir, experiment.EvaluationFile), &ev); err != nil {
+	ok, warn, err = readJSON(filepath.Join(sdir, experiment.EvaluationFile), &ev)
+	if err != nil {
 		return s, err
-	} else {
-		s.Warnings = append(s.Warnings, warn...)
-		if ok {
-			s.EvalAccuracy, s.EvalImages = ev.Accuracy, ev.NumImages
-			s.PerClassAccuracy, s.ClassNames, s.ConfusionMatrix = ev.PerClassAccuracy, ev.ClassNames, ev.ConfusionMatrix
-		}
+	}
+	s.Warnings = append(s.Warnings, warn...)
+	if ok {
+		s.EvalAccuracy, s.EvalImages = ev.Accuracy, ev.NumImages
+		s.PerClassAccuracy, s.ClassNames, s.ConfusionMatrix = ev.PerClassAccuracy, ev.ClassNames, ev.ConfusionMatrix
 	}
 	return s, nil
 }
@@ -407,10 +407,17 @@ func parseHistory(name string, b []byte) history {
 	}
 	_, h.HasValAccuracy = col["val_accuracy"]
 	_, h.HasValLoss = col["val_loss"]
+	known := 0
 	for _, c := range []string{"epoch", "loss", "accuracy", "val_loss", "val_accuracy"} {
-		if _, ok := col[c]; !ok {
-			warnf("no %s column", c)
+		if _, ok := col[c]; ok {
+			known++
 		}
+	}
+	switch {
+	case known == 0:
+		warnf("none of the columns epoch, loss, accuracy, val_loss, val_accuracy in its header %q", truncate(strings.Join(header, ","), 80))
+	case !h.HasValAccuracy:
+		warnf("no val_accuracy column: no best epoch")
 	}
 
 	var bad, short, badEpoch, badRows int
