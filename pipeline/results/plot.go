@@ -10,12 +10,13 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/hpctl/hpctl/internal/num"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/hpctl/hpctl/internal/num"
 )
 
 var (
@@ -67,9 +68,10 @@ func Plot(ctx context.Context, stages []StageSummary) ([]byte, error) {
 	}
 }
 
-// plotLimit bounds the values plotted. gonum/plot's tick search loops without end over
-// a range whose width overflows (±1e308: the width is +Inf and the exponent it starts
-// from, int(+Inf), is the smallest int), and a diverged loss of 1e30 makes every other
+// plotLimit bounds the values plotted. gonum/plot's tick search (talbotLinHanrahan) as
+// good as never ends over a range whose width overflows: for ±1e308 the width is +Inf,
+// and the exponent it counts up from to 309, int(Ceil(Log10(+Inf))), is the smallest
+// int. And a diverged loss of 1e30 makes every other
 // point a flat line anyway.
 const plotLimit = 1e6
 
