@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/num"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/shell"
 	"github.com/hpctl/hpctl/jobs"
@@ -29,8 +30,10 @@ type StageStatus struct {
 	// for a stage that runs a command rather than the trainer.
 	Epoch  int `json:"epoch"`
 	Epochs int `json:"epochs"`
-	// BestValAccuracy is the best val_accuracy so far; nil before the first epoch.
-	BestValAccuracy *float64 `json:"best_val_accuracy,omitempty"`
+	// BestValAccuracy is the best finite val_accuracy so far; nil before the first epoch
+	// (or without a val_accuracy column), NaN (JSON null) when every value so far is nan
+	// or inf, as a diverged run writes.
+	BestValAccuracy *num.Float `json:"best_val_accuracy,omitempty"`
 	// Log is the job's log file the tail comes from; LogTail its last lines, for stages
 	// that failed.
 	Log     string `json:"log,omitempty"`
@@ -188,14 +191,16 @@ type stageFiles struct {
 type stageData struct {
 	started, finished map[string]string
 	epochs            int
-	bestVal           *float64
+	bestVal           *num.Float
 	outPath, errPath  string
 	outTail, errTail  string
 }
 
 // readScript reads groups of four lines on stdin (stage dir, out log, err log, "1" when
 // the tail is wanted) and prints, for each stage, its markers, a summary of its
-// history.csv (rows, best val_accuracy) and, when the stage failed, the tails of its
+// history.csv (rows; best val_accuracy: the largest finite one, else the last nan or inf
+// cell, so a diverged run shows nan; cells that are no number, or overflow to inf, as
+// 1e999 does, are skipped) and, when the stage failed, the tails of its
 // logs. Sections start with a line "\x1e<kind> <dir>" (ASCII record separator): markers
 // and logs never hold that byte. The paths come on stdin rather than as arguments so
 // that one command serves any number of stages (a command line over ssh is one string,
@@ -211,9 +216,11 @@ while IFS= read -r d && IFS= read -r out && IFS= read -r err && IFS= read -r wan
 	done
 	if [ -f "$d/$history" ]; then
 		printf '\036history %s\n' "$d"
-		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "val_accuracy") c = i; next }
-			NF > 1 { n++; if (c && $c != "" && (best == "" || $c + 0 > best + 0)) best = $c }
-			END { print n + 0, best }' "$d/$history"
+		awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { h = $i; gsub(/^[ \t\r"]+|[ \t\r"]+$/, "", h); if (h == "val_accuracy") c = i }; next }
+			NF > 1 { n++; if (!c) next; v = $c; gsub(/^[ \t\r]+|[ \t\r]+$/, "", v)
+				if (v ~ /^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$/ && ((x = v + 0) == 0 || x != x * 2)) { if (best == "" || x > best + 0) best = v }
+				else if (tolower(v) ~ /^[-+]?(nan|inf|infinity)$/) nonfinite = v }
+			END { if (best == "") best = nonfinite; print n + 0, best }' "$d/$history"
 	fi
 	if [ "$want" = 1 ] || { [ -f "$d/$markers/$finished" ] && ! grep -qx 'exit_code=0' "$d/$markers/$finished"; }; then
 		if [ -f "$err" ]; then printf '\036err %s\n' "$d"; tail -n "$n" "$err"; fi
@@ -275,8 +282,10 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 				d.epochs, _ = strconv.Atoi(f[0])
 			}
 			if len(f) > 1 {
-				if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-					d.bestVal = &v
+				// The script's best is a finite number, or nan or inf when no value so far
+				// is finite; Parse reads 1e999 as +Inf rather than failing.
+				if v, err := num.Parse(f[1]); err == nil {
+					d.bestVal = num.Ptr(v)
 				}
 			}
 		case "err":

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/num"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
@@ -164,10 +165,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool) error {
 				run = r.Run.ID
 			}
 			epoch := epochCell(s.Epoch, s.Epochs, s.State)
-			acc := ""
-			if s.BestValAccuracy != nil {
-				acc = fmt.Sprintf("%.4f", *s.BestValAccuracy)
-			}
+			acc := num.Text(s.BestValAccuracy, 4)
 			tw.AppendRow([]any{run, s.Name, s.State, dash(s.JobID), dash(s.Node), elapsed(s.Elapsed), dash(s.ExitCode), dash(epoch), dash(acc), s.Reason})
 			if s.LogTail != "" {
 				tails = append(tails, fmt.Sprintf("%s %s failed; last lines of %s:\n%s", r.Run.ID, s.Name, s.Log, indent(s.LogTail)))

@@ -57,15 +57,18 @@ func (o Options) Excludes() []string {
 
 // Fetched is what one fetch did and found.
 type Fetched struct {
-	RunID     string              `json:"run_id"`
-	SpecName  string              `json:"spec_name"`
-	Host      string              `json:"host,omitempty"`
-	Dir       string              `json:"dir"`
-	Transfer  transport.PullStats `json:"transfer"`
-	Stages    []StageSummary      `json:"stages"`
-	Plot      string              `json:"plot,omitempty"`
-	Report    string              `json:"report"`
-	FetchedAt time.Time           `json:"fetched_at"`
+	RunID    string              `json:"run_id"`
+	SpecName string              `json:"spec_name"`
+	Host     string              `json:"host,omitempty"`
+	Dir      string              `json:"dir"`
+	Transfer transport.PullStats `json:"transfer"`
+	Stages   []StageSummary      `json:"stages"`
+	Plot     string              `json:"plot,omitempty"`
+	// PlotError says why there is no plot although epochs have finished (gonum/plot
+	// failed on these numbers); the summary and report are written all the same.
+	PlotError string    `json:"plot_error,omitempty"`
+	Report    string    `json:"report"`
+	FetchedAt time.Time `json:"fetched_at"`
 }
 
 // FetchResults copies run's directory from the cluster into <localRoot>/<run-id>/
@@ -98,7 +101,7 @@ func FetchResults(ctx context.Context, tr transport.Transport, run registry.Run,
 		return nil, err
 	}
 	f.Transfer = st
-	if err := f.write(); err != nil {
+	if err := f.write(ctx); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -145,26 +148,38 @@ func Summarize(dir string, run registry.Run) (*Fetched, error) {
 }
 
 // write puts summary.json, the plot and report.md beside the fetched files, each
-// atomically, so a reader never opens half of one.
-func (f *Fetched) write() error {
-	f.Plot = ""
-	png, err := Plot(f.Stages)
+// atomically, so a reader never opens half of one. All three are made before any is
+// written: an interrupt (ctx) or a failure while making them writes none, and a
+// fetch's files never mix two summaries.
+func (f *Fetched) write(ctx context.Context) error {
+	f.Plot, f.PlotError = "", ""
+	png, err := Plot(ctx, f.Stages)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("fetch %s: %w", f.RunID, ctx.Err())
+	case err != nil:
+		// The numbers are in the summary and the report; a plot gonum cannot draw of
+		// them costs the plot only.
+		png, f.PlotError = nil, err.Error()
+	case png != nil:
+		f.Plot = filepath.Join(f.Dir, PlotFile)
+	}
+	f.Report = filepath.Join(f.Dir, ReportFile)
+	report := []byte(Report(f))
+	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return fmt.Errorf("plot: %w", err)
+		return fmt.Errorf("summary: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fetch %s: %w", f.RunID, err)
 	}
 	if png != nil {
-		f.Plot = filepath.Join(f.Dir, PlotFile)
 		if err := fsutil.WriteFileAtomic(f.Plot, png, 0o644); err != nil {
 			return err
 		}
 	}
-	f.Report = filepath.Join(f.Dir, ReportFile)
-	if err := fsutil.WriteFileAtomic(f.Report, []byte(Report(f)), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(f.Report, report, 0o644); err != nil {
 		return err
-	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return fmt.Errorf("summary: %w", err)
 	}
 	return fsutil.WriteFileAtomic(filepath.Join(f.Dir, SummaryFile), append(b, '\n'), 0o644)
 }
