@@ -442,6 +442,12 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The trainer wrote exactly where the layout constants (and so spec.resolved.json's
+	// paths, and docs/run-directory.md) say, and nothing else.
+	for _, s := range st.Stages {
+		checkLayout(t, sub.RunDir, s.Name)
+	}
+
 	// Stage two started only after stage one ended (the run directory's markers).
 	frozenEnd := marker(t, sub.RunDir, "frozen", "finished")
 	fineStart := marker(t, sub.RunDir, "finetune", "started")
@@ -479,6 +485,43 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	})
 	t.Logf("the whole test took %.0fs", time.Since(began).Seconds())
+}
+
+// checkLayout compares a finished trainer stage's files on the cluster with the layout:
+// every file is one the layout names (checkpoints with the Keras version's extension,
+// resume state under state/), and every file it names for a trained stage is there.
+func checkLayout(t *testing.T, runDir, stage string) {
+	t.Helper()
+	ps := experiment.PathsOf(stage)
+	named := map[string]bool{ps.Script: true, ps.Markers + "/" + experiment.StartedMarker: true,
+		ps.Markers + "/" + experiment.FinishedMarker: true, ps.History: true, ps.Metrics: true,
+		ps.Evaluation: true, ps.ModelInfo: true}
+	var best, final bool
+	err := filepath.WalkDir(filepath.Join(runDir, filepath.FromSlash(ps.Dir)), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(runDir, p)
+		rel = filepath.ToSlash(rel)
+		switch {
+		case named[rel]:
+			delete(named, rel)
+		case strings.HasPrefix(rel, ps.BestCheckpoint+"."):
+			best = true
+		case strings.HasPrefix(rel, ps.FinalCheckpoint+"."):
+			final = true
+		case strings.HasPrefix(rel, ps.State+"/"):
+		default:
+			t.Errorf("stage %s: %s is not a file the layout names", stage, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(named) > 0 || !best || !final {
+		t.Errorf("stage %s: missing %v (best checkpoint %v, final %v)", stage, named, best, final)
+	}
 }
 
 // marker reads a stage's .hpctl/<name> key=value file on the cluster (this machine).

@@ -93,7 +93,7 @@ func TestSweepEndToEnd(t *testing.T) {
 	want := []int{0, 1, 2, 3}
 	sort.SliceStable(want, func(a, b int) bool { return scores[want[a]] > scores[want[b]] })
 	for _, tr := range f.Trials {
-		if tr.Score == nil || *tr.Score != scores[tr.Trial] || tr.ScoreStage != "finetune" {
+		if tr.Score == nil || float64(*tr.Score) != scores[tr.Trial] || tr.ScoreStage != "finetune" {
 			t.Errorf("trial %d: score %v from %s; metrics.json says %v", tr.Trial, tr.Score, tr.ScoreStage, scores[tr.Trial])
 		}
 	}

@@ -3,7 +3,11 @@
 // goes back to the YAML.
 package experiment
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/hpctl/hpctl/trainer"
+)
 
 // Spec is one experiment: a transfer-learning pipeline of ordered stages. The YAML keys are
 // documented key by key in docs/spec.md; every key has a default (see Default).
@@ -146,16 +150,25 @@ func (u Unfreeze) LayerCount() int {
 	return u.Layers
 }
 
-// Backbones lists the keras.applications models the trainer knows, with the smallest
-// input side each accepts without its top.
-var Backbones = map[string]int{
-	"resnet50":       32,
-	"mobilenetv2":    32,
-	"efficientnetb0": 32,
-	// tinycnn is the trainer's three-block CNN (no ImageNet weights): the quickstart's
-	// backbone (configs/demo.yaml), because it trains on two CPU cores in seconds with
-	// no download, and the trainer's tests'. Not for real experiments.
-	"tinycnn": 8,
+// Backbones lists the backbones the trainer knows, with the smallest input side each
+// accepts without its top: trainer/backbones.json, the table the trainer reads too.
+// tinycnn there is the trainer's three-block CNN (no ImageNet weights): the quickstart's
+// backbone (configs/demo.yaml), because it trains on two CPU cores in seconds with no
+// download, and the trainer's tests'. Not for real experiments.
+var Backbones = backboneMinSides()
+
+// backboneMinSides panics on a bad table: the file is embedded at build time, so a bad one
+// is a defect of the build (TestBackbonesTable catches it), not of anyone's input.
+func backboneMinSides() map[string]int {
+	t, err := trainer.Backbones()
+	if err != nil {
+		panic(err)
+	}
+	m := make(map[string]int, len(t))
+	for name, b := range t {
+		m[name] = b.MinImageSize
+	}
+	return m
 }
 
 // Optimizers lists the optimizer names the trainer accepts.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/num"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline/stagestate"
@@ -29,8 +30,10 @@ type StageStatus struct {
 	// for a stage that runs a command rather than the trainer.
 	Epoch  int `json:"epoch"`
 	Epochs int `json:"epochs"`
-	// BestValAccuracy is the best val_accuracy so far; nil before the first epoch.
-	BestValAccuracy *float64 `json:"best_val_accuracy,omitempty"`
+	// BestValAccuracy is the best finite val_accuracy so far; nil before the first epoch
+	// (or without a val_accuracy column), NaN (JSON null) when every value so far is nan
+	// or inf, as a diverged run writes.
+	BestValAccuracy *num.Float `json:"best_val_accuracy,omitempty"`
 	// Log is the job's log file the tail comes from; LogTail its last lines, for stages
 	// that failed.
 	Log     string `json:"log,omitempty"`
@@ -293,7 +296,7 @@ func (rs *RunStatus) summarize() {
 			ts := t.Stages[i]
 			sum.Counts[ts.State]++
 			states = append(states, ts.State)
-			if ts.BestValAccuracy != nil && (sum.BestValAccuracy == nil || *ts.BestValAccuracy > *sum.BestValAccuracy) {
+			if ts.BestValAccuracy != nil && ts.BestValAccuracy.Finite() && (sum.BestValAccuracy == nil || *ts.BestValAccuracy > *sum.BestValAccuracy) {
 				v := *ts.BestValAccuracy
 				sum.BestValAccuracy = &v
 			}
@@ -325,9 +328,9 @@ func (rs *RunStatus) summarize() {
 		t.State = stagestate.Overall(states...)
 		// The trial's result is its last stage with a validation accuracy.
 		for j := len(t.Stages) - 1; j >= 0; j-- {
-			if v := t.Stages[j].BestValAccuracy; v != nil {
-				if rs.Best == nil || *v > rs.Best.ValAccuracy {
-					rs.Best = &BestTrial{Trial: t.Trial, Values: t.Values, Stage: t.Stages[j].Name, ValAccuracy: *v}
+			if v := t.Stages[j].BestValAccuracy; v != nil && v.Finite() {
+				if rs.Best == nil || float64(*v) > rs.Best.ValAccuracy {
+					rs.Best = &BestTrial{Trial: t.Trial, Values: t.Values, Stage: t.Stages[j].Name, ValAccuracy: float64(*v)}
 				}
 				break
 			}
@@ -359,15 +362,16 @@ type stageFiles struct {
 type stageData struct {
 	started, finished map[string]string
 	epochs            int
-	bestVal           *float64
+	bestVal           *num.Float
 	outPath, errPath  string
 	outTail, errTail  string
 }
 
 // readProgram reads groups of four lines on stdin (stage dir, out log, err log, "1" when
 // the tail is wanted) and prints, for each stage, its markers, a summary of its
-// history.csv (rows, best val_accuracy) and, when the stage failed, the tails of its
-// logs. Sections start with a line "\x1e<kind> <dir>" (ASCII record separator): markers
+// history.csv (rows; best val_accuracy: the largest finite one, else the last nan or inf
+// cell, so a diverged run shows nan; cells that are no number, or overflow to inf, as
+// 1e999 does, are skipped) and, when the stage failed, the tails of its logs. Sections start with a line "\x1e<kind> <dir>" (ASCII record separator): markers
 // and logs never hold that byte.
 //
 // It is one awk process for any number of stages: a sweep's status reads thousands of
@@ -390,20 +394,29 @@ function emit(kind, d, path,    line, r) {
 	close(path)
 	return 1
 }
-function hist(d, path,    line, f, nf, i, c, rows, best) {
+function hist(d, path,    line, f, nf, i, c, h, rows, best, nonfinite, v, x) {
 	if ((getline line < path) <= 0) { close(path); return }
 	nf = split(line, f, ",")
 	c = 0
-	for (i = 1; i <= nf; i++) if (f[i] == "val_accuracy") c = i
-	rows = 0; best = ""
+	for (i = 1; i <= nf; i++) {
+		h = f[i]
+		gsub(/^[ \t\r"]+|[ \t\r"]+$/, "", h)
+		if (h == "val_accuracy") c = i
+	}
+	rows = 0; best = ""; nonfinite = ""
 	while ((getline line < path) > 0) {
 		nf = split(line, f, ",")
-		if (nf > 1) {
-			rows++
-			if (c && f[c] != "" && (best == "" || f[c] + 0 > best + 0)) best = f[c]
-		}
+		if (nf <= 1) continue
+		rows++
+		if (!c) continue
+		v = f[c]
+		gsub(/^[ \t\r]+|[ \t\r]+$/, "", v)
+		if (v ~ /^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$/ && ((x = v + 0) == 0 || x != x * 2)) {
+			if (best == "" || x > best + 0) best = v
+		} else if (tolower(v) ~ /^[-+]?(nan|inf|infinity)$/) nonfinite = v
 	}
 	close(path)
+	if (best == "") best = nonfinite
 	printf "\036history %s\n%d %s\n", d, rows, best
 }
 function tail(kind, d, path,    line) {
@@ -489,8 +502,10 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 				d.epochs, _ = strconv.Atoi(f[0])
 			}
 			if len(f) > 1 {
-				if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-					d.bestVal = &v
+				// The script's best is a finite number, or nan or inf when no value so far
+				// is finite; Parse reads 1e999 as +Inf rather than failing.
+				if v, err := num.Parse(f[1]); err == nil {
+					d.bestVal = num.Ptr(v)
 				}
 			}
 		case "err":

@@ -119,3 +119,49 @@ func TestSweepStatus(t *testing.T) {
 		t.Errorf("status of a 4-trial sweep: %d squeue, %d sacct", after["squeue"]-before["squeue"], after["sacct"]-before["sacct"])
 	}
 }
+
+// A 25-trial sweep on a cluster whose MaxArraySize is 10: three arrays per stage, trials
+// 0-9, 10-19 and 20-24, each trial's second stage after its own first (trial 13's first
+// stage fails: only its second is cancelled), and each task runs its own trial.
+func TestSweepSplitsAtMaxArraySize(t *testing.T) {
+	testenv.RequireSlurm(t)
+	testenv.WithMaxArraySize(t, 10)
+	f := newSweepFixture(t, 25, `echo "$HPCTL_TRIAL" > "$HPCTL_TRIAL_DIR/one"; [ "$HPCTL_TRIAL" != 13 ]`,
+		`test "$(cat "$HPCTL_TRIAL_DIR/one")" = "$HPCTL_TRIAL"`)
+	before := f.t.Count("sbatch")
+	run := f.submit(t)
+	if n := f.t.Count("sbatch") - before; n != 6 {
+		t.Errorf("%d sbatch calls; want 3 arrays for each of 2 stages", n)
+	}
+	for _, s := range run.Stages {
+		if fmt.Sprint(s.Arrays[0].First, s.Arrays[1].First, s.Arrays[2].First, s.Arrays[2].Count) != "0 10 20 5" || len(s.Arrays) != 3 {
+			t.Errorf("stage %s: arrays %+v", s.Name, s.Arrays)
+		}
+	}
+	t.Cleanup(func() {
+		var ids []string
+		for _, s := range run.Stages {
+			ids = append(ids, s.JobIDs()...)
+		}
+		f.ex.Cancel(context.Background(), ids)
+	})
+	st := f.waitRun(t, run, "ended", func(st pipeline.RunStatus) bool {
+		for _, tr := range st.Trials {
+			for _, s := range tr.Stages {
+				if !s.State.Terminal() {
+					return false
+				}
+			}
+		}
+		return len(st.Trials) == 25
+	})
+	for _, tr := range st.Trials {
+		one, two := tr.Stages[0].State, tr.Stages[1].State
+		switch {
+		case tr.Trial == 13 && (one != jobs.StateFailed || two != jobs.StateCancelled):
+			t.Errorf("trial 13: %s / %s; want FAILED / CANCELLED", one, two)
+		case tr.Trial != 13 && (one != jobs.StateCompleted || two != jobs.StateCompleted):
+			t.Errorf("trial %d: %s / %s (%s)", tr.Trial, one, two, tr.Stages[1].LogTail)
+		}
+	}
+}

@@ -6,6 +6,7 @@
 #
 #   scripts/slurm-up.sh                  # with accounting (sacct works)
 #   scripts/slurm-up.sh --no-accounting  # AccountingStorageType=accounting_storage/none
+#   scripts/slurm-up.sh --max-array-size=10  # MaxArraySize (default 1001): large sweeps split
 #
 # Environment: HPCTL_SLURM_STATE (default /var/lib/hpctl-slurm), HPCTL_SLURM_CPUS
 # (job slots declared for the node, default 4), HPCTL_SLURM_PARTITION (default debug).
@@ -16,12 +17,17 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 ACCOUNTING=1
+MAX_ARRAY_SIZE=1001
 for arg in "$@"; do
 	case "$arg" in
 	--no-accounting) ACCOUNTING=0 ;;
 	--accounting) ACCOUNTING=1 ;;
+	--max-array-size=*)
+		MAX_ARRAY_SIZE=${arg#*=}
+		[[ $MAX_ARRAY_SIZE =~ ^[1-9][0-9]*$ ]] || die "--max-array-size needs a positive number"
+		;;
 	-h | --help)
-		sed -n '2,13p' "$0"
+		sed -n '2,14p' "$0"
 		exit 0
 		;;
 	*) die "unknown argument: $arg" ;;
@@ -123,6 +129,7 @@ PriorityType=priority/basic
 ReturnToService=2
 MinJobAge=300
 MaxJobCount=50000
+MaxArraySize=$MAX_ARRAY_SIZE
 KillOnBadExit=1
 JobRequeue=1
 KillWait=5

@@ -8,7 +8,8 @@
 #     the interpreter comes from pyenv), 2.15 (Keras 2) and current (Keras 3)
 # then gofmt, go vet (also cross-compiled for macOS and arm64), staticcheck, go test ./...
 # (integration tests must run: no skips), the end-to-end test once more on TF 2.7, a
-# bounded fuzz run of the spec loader, and the trainer's suite on all three TensorFlows.
+# bounded fuzz run of the spec loader and of the results readers, and the trainer's
+# suite on all three TensorFlows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -64,8 +65,12 @@ go test -p 1 -timeout 30m ./...
 step "end-to-end test on TensorFlow 2.7 / Python 3.8 (the NVIDIA 22.02 container's)"
 HPCTL_TEST_PYTHON="$PWD/.venv-tf27/bin/python" go test -count=1 -timeout 20m -run '^TestPipelineEndToEnd$' ./e2e
 
-step "fuzz the spec loader (bounded)"
+step "fuzz the spec loader and the results readers (bounded)"
 go test ./experiment -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}"
+# history.csv, metrics.json and evaluation.json as a diverged or damaged run leaves them
+# (nan, inf, 1e308, ragged rows, binary): one -fuzz target per go test run.
+go test ./pipeline/results -run '^$' -fuzz '^FuzzReadHistory$' -fuzztime "${HPCTL_FUZZTIME_READERS:-15s}"
+go test ./pipeline/results -run '^$' -fuzz '^FuzzReadMetrics$' -fuzztime "${HPCTL_FUZZTIME_READERS:-15s}"
 
 step "trainer: Python 3.8 syntax and pytest on TensorFlow 2.7, 2.15 and current"
 scripts/test-trainer.sh

@@ -58,15 +58,17 @@ def with_trial(path):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    stage = None
+    callbacks = None
     try:
+        from hpctl_trainer import callbacks
+        from hpctl_trainer import evaluate
         from hpctl_trainer import spec as specmod
         from hpctl_trainer import stage
 
-        stage.install_signal_handler()
+        callbacks.install_signal_handler()
         if args.command == "predict":
             spec = specmod.load(args.spec) if args.spec else None
-            for path, label, prob in stage.predict(args.model, args.images, spec):
+            for path, label, prob in evaluate.predict(args.model, args.images, spec):
                 print("%s\t%s\t%.4f" % (path, label, prob))
             sys.stdout.flush()
             return EXIT_OK
@@ -79,7 +81,7 @@ def main(argv=None):
             print("trainer: stage %s done: best val accuracy %.4f (epoch %s), %d epochs"
                   % (args.stage, m["best_val_accuracy"] or 0.0, m["best_epoch"], m["epochs_run"]))
         else:
-            ev = stage.evaluate(spec, args.stage, run_dir)
+            ev = evaluate.evaluate(spec, args.stage, run_dir)
             print("trainer: stage %s: val accuracy %.4f on %d images"
                   % (args.stage, ev["accuracy"] or 0.0, ev["num_images"]))
         sys.stdout.flush()
@@ -93,7 +95,7 @@ def main(argv=None):
         return EXIT_PREEMPTED
     except Exception:
         traceback.print_exc()
-        if stage is not None and stage.stop_requested():
+        if callbacks is not None and callbacks.stop_requested():
             print("trainer: failed after SIGUSR2; exiting %d so the job is requeued" % EXIT_PREEMPTED,
                   file=sys.stderr)
             return EXIT_PREEMPTED

@@ -43,6 +43,12 @@ name, and every file's SHA-256 is checked against the cluster's. Over ssh it use
 same master connection as submit and status. RUN is a run id, a unique prefix of one,
 or "latest" (the default).
 
+A diverged run fetches like any other: its nan and inf show as such in the table and
+report, as null in summary.json and -o json, as gaps in the plot (values beyond ±1e6
+are drawn at ±1e6). What a stage's files hold that cannot be read (a cell that is no
+number, a missing column, a metrics.json that is no JSON) is left out with a warning on
+stderr and in report.md.
+
 Examples:
    hpctl fetch-results                          # the latest run
    hpctl fetch-results urban-rural-20261129-054012-a3f9
@@ -119,6 +125,16 @@ func runFetch(ctx context.Context, e *env, o fetchOptions) error {
 		if err != nil {
 			return err
 		}
+		// What could not be read costs its own numbers, not the fetch; say so where a
+		// person sees it whatever the output format (report.md lists them too).
+		for _, s := range f.Stages {
+			for _, w := range s.Warnings {
+				fmt.Fprintf(e.stderr, "hpctl: warning: %s %s: %s\n", r.ID, s.Name, w)
+			}
+		}
+		if f.PlotError != "" {
+			fmt.Fprintf(e.stderr, "hpctl: warning: %s: no plot: %s\n", r.ID, f.PlotError)
+		}
 		log.Info().Int("files", f.Transfer.Files).Int64("bytes", f.Transfer.Bytes).Int("verified", f.Transfer.Checked).
 			Bool("rsync", f.Transfer.Rsync).Int64("took_ms", time.Since(start).Milliseconds()).Msg("fetched")
 		all = append(all, f)
@@ -147,9 +163,12 @@ func printFetched(w io.Writer, f *results.Fetched) {
 		moved = fmt.Sprintf("copied %d file(s), %s", f.Transfer.Files, humanBytes(f.Transfer.Bytes))
 	}
 	fmt.Fprintf(w, "\nresults: %s (%s; %d file(s) verified)\n", f.Dir, moved, f.Transfer.Checked)
-	if f.Plot != "" {
+	switch {
+	case f.Plot != "":
 		fmt.Fprintf(w, "plot:    %s\n", f.Plot)
-	} else {
+	case f.PlotError != "":
+		fmt.Fprintf(w, "plot:    none (it could not be drawn: %s)\n", f.PlotError)
+	default:
 		fmt.Fprintf(w, "plot:    none yet (no stage has finished an epoch)\n")
 	}
 	fmt.Fprintf(w, "report:  %s\n", f.Report)
@@ -201,7 +220,7 @@ func printStages(w io.Writer, f *results.Fetched) {
 		}
 		t.AppendRow([]any{s.Name, s.State, s.JobID, results.Epochs(s), best, results.Float(s.BestValLoss, 4),
 			results.Float(s.FinalValAccuracy, 4), results.Float(s.FinalValLoss, 4), results.Duration(s.WallTimeSeconds),
-			results.Float(s.ImagesPerSecond, 1)})
+			results.Rate(s.ImagesPerSecond, 1)})
 	}
 	renderTable(w, t)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/num"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
@@ -177,7 +178,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 				reason = countsCell(s.Counts)
 			}
 			tw.AppendRow([]any{run, s.Name, s.State, dash(s.JobID), dash(s.Node), elapsed(s.Elapsed), dash(s.ExitCode),
-				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(accCell(s.BestValAccuracy)), reason})
+				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(num.Text(s.BestValAccuracy, 4)), reason})
 			if s.LogTail != "" {
 				tails = append(tails, fmt.Sprintf("%s %s failed; last lines of %s:\n%s", r.Run.ID, s.Name, s.Log, indent(s.LogTail)))
 			}
@@ -218,7 +219,7 @@ func printTrials(w io.Writer, r pipeline.RunStatus) {
 				trial, values = fmt.Sprint(t.Trial), t.Values
 			}
 			tw.AppendRow([]any{trial, values, s.Name, s.State, dash(s.JobID), elapsed(s.Elapsed), dash(s.ExitCode),
-				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(accCell(s.BestValAccuracy)), s.Reason})
+				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(num.Text(s.BestValAccuracy, 4)), s.Reason})
 		}
 	}
 	fmt.Fprintf(w, "%s, trial by trial:\n", r.Run.ID)
@@ -276,13 +277,6 @@ func countsCell(c map[jobs.State]int) string {
 		}
 	}
 	return strings.Join(parts, " · ")
-}
-
-func accCell(v *float64) string {
-	if v == nil {
-		return ""
-	}
-	return fmt.Sprintf("%.4f", *v)
 }
 
 func dash(s string) string {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -20,6 +21,27 @@ func WithoutAccounting(t testing.TB) {
 	})
 	if err := slurmUp("--no-accounting"); err != nil {
 		t.Fatalf("testenv: restarting Slurm without accounting: %v", err)
+	}
+}
+
+// WithMaxArraySize restarts the test cluster with MaxArraySize=n (scripts/slurm-up.sh
+// --max-array-size) for the rest of the test, holding the cluster exclusively, and
+// restores the default when the test ends.
+func WithMaxArraySize(t testing.TB, n int) {
+	t.Helper()
+	slurmLock.exclusive(t)
+	mode := "--accounting"
+	if !AccountingEnabled() {
+		mode = "--no-accounting"
+	}
+	t.Cleanup(func() {
+		if err := slurmUp(mode); err != nil {
+			t.Errorf("testenv: restoring MaxArraySize: %v", err)
+		}
+		slurmLock.release()
+	})
+	if err := slurmUp(mode, "--max-array-size="+strconv.Itoa(n)); err != nil {
+		t.Fatalf("testenv: restarting Slurm with MaxArraySize=%d: %v", n, err)
 	}
 }
 

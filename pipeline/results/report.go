@@ -33,15 +33,18 @@ func Report(f *Fetched) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			md(s.Name), s.State, md(s.JobID), Epochs(s), best, Float(s.BestValLoss, 4),
 			Float(s.FinalValAccuracy, 4), Float(s.FinalValLoss, 4), Duration(s.WallTimeSeconds),
-			Float(s.ImagesPerSecond, 1), from)
+			Rate(s.ImagesPerSecond, 1), from)
 	}
 	b.WriteString("\n")
 
-	if f.Plot != "" {
+	switch {
+	case f.Plot != "":
 		b.WriteString("## Learning curves\n\n")
 		b.WriteString("Both stages on one epoch axis; the dashed vertical line marks where the next stage starts.\n\n")
 		fmt.Fprintf(&b, "![Accuracy and loss per epoch](%s)\n\n", PlotFile)
-	} else {
+	case f.PlotError != "":
+		fmt.Fprintf(&b, "No learning curves: they could not be drawn (%s).\n\n", md(f.PlotError))
+	default:
 		b.WriteString("No stage has finished an epoch yet: no learning curves. Fetch again later.\n\n")
 	}
 
@@ -71,6 +74,24 @@ func Report(f *Fetched) string {
 			}
 			b.WriteString("\n")
 		}
+	}
+
+	warned := false
+	for _, s := range f.Stages {
+		if len(s.Warnings) == 0 {
+			continue
+		}
+		if !warned {
+			b.WriteString("## Warnings\n\n")
+			b.WriteString("What could not be read was left out of the numbers above.\n\n")
+			warned = true
+		}
+		for _, w := range s.Warnings {
+			fmt.Fprintf(&b, "- %s: %s\n", md(s.Name), md(w))
+		}
+	}
+	if warned {
+		b.WriteString("\n")
 	}
 
 	b.WriteString("## Files\n\n")

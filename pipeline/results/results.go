@@ -69,8 +69,11 @@ type Fetched struct {
 	BestTrial *int          `json:"best_trial,omitempty"`
 	SweepKeys []string      `json:"sweep_keys,omitempty"`
 	Plot      string        `json:"plot,omitempty"`
-	Report    string        `json:"report"`
-	FetchedAt time.Time     `json:"fetched_at"`
+	// PlotError says why there is no plot although epochs have finished (gonum/plot
+	// failed on these numbers); the summary and report are written all the same.
+	PlotError string    `json:"plot_error,omitempty"`
+	Report    string    `json:"report"`
+	FetchedAt time.Time `json:"fetched_at"`
 }
 
 // FetchResults copies run's directory from the cluster into <localRoot>/<run-id>/
@@ -106,7 +109,7 @@ func FetchResults(ctx context.Context, tr transport.Transport, run registry.Run,
 		return nil, err
 	}
 	f.Transfer = st
-	if err := f.write(); err != nil {
+	if err := f.write(ctx); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -153,30 +156,43 @@ func Summarize(dir string, run registry.Run) (*Fetched, error) {
 }
 
 // write puts summary.json, the plot and report.md beside the fetched files, each
-// atomically, so a reader never opens half of one.
-func (f *Fetched) write() error {
-	f.Plot = ""
-	plotFile, report, draw := PlotFile, Report, func() ([]byte, error) { return Plot(f.Stages) }
+// atomically, so a reader never opens half of one. All three are made before any is
+// written: an interrupt (ctx) or a failure while making them writes none, and a
+// fetch's files never mix two summaries. A sweep gets its comparison plot and its
+// leaderboard report.
+func (f *Fetched) write(ctx context.Context) error {
+	f.Plot, f.PlotError = "", ""
+	plotFile, report, draw := PlotFile, Report, func() ([]byte, error) { return Plot(ctx, f.Stages) }
 	if f.Trials != nil {
 		plotFile, report, draw = SweepPlotFile, sweepReport, func() ([]byte, error) { return SweepPlot(f) }
 	}
 	png, err := draw()
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("fetch %s: %w", f.RunID, ctx.Err())
+	case err != nil:
+		// The numbers are in the summary and the report; a plot gonum cannot draw of
+		// them costs the plot only.
+		png, f.PlotError = nil, err.Error()
+	case png != nil:
+		f.Plot = filepath.Join(f.Dir, plotFile)
+	}
+	f.Report = filepath.Join(f.Dir, ReportFile)
+	text := []byte(report(f))
+	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return fmt.Errorf("plot: %w", err)
+		return fmt.Errorf("summary: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fetch %s: %w", f.RunID, err)
 	}
 	if png != nil {
-		f.Plot = filepath.Join(f.Dir, plotFile)
 		if err := fsutil.WriteFileAtomic(f.Plot, png, 0o644); err != nil {
 			return err
 		}
 	}
-	f.Report = filepath.Join(f.Dir, ReportFile)
-	if err := fsutil.WriteFileAtomic(f.Report, []byte(report(f)), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(f.Report, text, 0o644); err != nil {
 		return err
-	}
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return fmt.Errorf("summary: %w", err)
 	}
 	return fsutil.WriteFileAtomic(filepath.Join(f.Dir, SummaryFile), append(b, '\n'), 0o644)
 }

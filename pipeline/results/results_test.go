@@ -47,7 +47,7 @@ func TestFetchBothStages(t *testing.T) {
 	}
 	fr, ft := f.Stages[0], f.Stages[1]
 	if fr.State != "COMPLETED" || fr.EpochsRun != 5 || fr.JobID != "101" || results.Float(fr.BestValAccuracy, 2) != "0.59" ||
-		results.Float(fr.WallTimeSeconds, 1) != "125.5" || results.Float(fr.ImagesPerSecond, 2) != "88.25" || fr.BestEpoch != 5 {
+		results.Rate(fr.WallTimeSeconds, 1) != "125.5" || results.Rate(fr.ImagesPerSecond, 2) != "88.25" || fr.BestEpoch != 5 {
 		t.Errorf("frozen summary: %+v", fr)
 	}
 	if ft.InitFrom != "frozen" || ft.EpochsRun != 3 || len(ft.History) != 3 || results.Float(ft.EvalAccuracy, 1) != "0.9" {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
-	"math"
 	"path"
 	"path/filepath"
 	"slices"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/num"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/transport"
 )
@@ -39,7 +39,7 @@ type TrialResult struct {
 	Stages []StageSummary `json:"stages"`
 	// Score is the best validation accuracy of the trial's last stage that has one: what
 	// the leaderboard ranks by.
-	Score *float64 `json:"score,omitempty"`
+	Score *num.Float `json:"score,omitempty"`
 	// ScoreStage is the stage Score comes from.
 	ScoreStage string `json:"score_stage,omitempty"`
 }
@@ -88,7 +88,7 @@ func fetchSweep(ctx context.Context, tr transport.Transport, run registry.Run, d
 		st.Checked += more.Checked
 	}
 	f.Transfer = st
-	if err := f.write(); err != nil {
+	if err := f.write(ctx); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -112,7 +112,7 @@ func SummarizeSweep(dir string, run registry.Run) (*Fetched, error) {
 			t.Swept = run.TrialValues[k]
 		}
 		for i := len(t.Stages) - 1; i >= 0; i-- {
-			if v := t.Stages[i].BestValAccuracy; v != nil {
+			if v := t.Stages[i].BestValAccuracy; v != nil && v.Finite() {
 				t.Score, t.ScoreStage = v, t.Stages[i].Name
 				break
 			}
@@ -140,7 +140,7 @@ func Leaderboard(trials []TrialResult) []int {
 		case sa == nil || sb == nil:
 			return sa != nil && sb == nil
 		default:
-			return *sa > *sb
+			return float64(*sa) > float64(*sb)
 		}
 	})
 	return order
@@ -239,8 +239,8 @@ func SweepPlot(f *Fetched) ([]byte, error) {
 				continue
 			}
 			for _, e := range s.History {
-				if finite(e.ValAccuracy) {
-					pts = append(pts, plotter.XY{X: float64(e.Epoch), Y: e.ValAccuracy})
+				if e.ValAccuracy.Finite() {
+					pts = append(pts, plotter.XY{X: float64(e.Epoch), Y: float64(e.ValAccuracy)})
 				}
 			}
 		}
@@ -292,7 +292,7 @@ func scorePlot(f *Fetched, ki int, key string) (*plot.Plot, error) {
 	var pts []point
 	numeric := true
 	for _, t := range f.Trials {
-		if t.Score == nil || !finite(*t.Score) {
+		if t.Score == nil || !t.Score.Finite() {
 			continue
 		}
 		v := ""
@@ -302,7 +302,7 @@ func scorePlot(f *Fetched, ki int, key string) (*plot.Plot, error) {
 		if _, err := strconv.ParseFloat(v, 64); err != nil {
 			numeric = false
 		}
-		pts = append(pts, point{v, *t.Score})
+		pts = append(pts, point{v, float64(*t.Score)})
 	}
 	var xys plotter.XYs
 	if numeric {
@@ -337,5 +337,3 @@ var palette = []color.Color{
 	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
 	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 }
-
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -30,6 +30,8 @@ from PIL import Image  # noqa: E402
 from hpctl_trainer import compat, data  # noqa: E402
 from hpctl_trainer.compat import keras  # noqa: E402
 
+import layers_pipeline  # noqa: E402  (this folder)
+
 PUBLISHED = {"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
              "horizontal_flip": True, "vertical_flip": False}
 
@@ -92,13 +94,17 @@ class TFData:
         self.it = None
         if cache:  # fill the in-memory cache once; it persists across iterators of the dataset
             self.ds = self._make()
-            for _ in self.ds.take(data.steps(len(self.paths), batch)):
+            for _ in self.ds.take(layers_pipeline.steps(len(self.paths), batch)):
                 pass
 
     def _make(self):
+        if self.impl == "layers":
+            return layers_pipeline.make_layers_dataset(self.paths, self.labels, len(self.names),
+                                                       (self.size, self.size), self.batch, "resnet50", seed=1,
+                                                       aug=PUBLISHED, repeat=True)
         return data.make_dataset(self.paths, self.labels, len(self.names), (self.size, self.size), self.batch,
                                  "resnet50", training=True, seed=1, aug=PUBLISHED, repeat=True,
-                                 augment_impl=self.impl, cache=self.cache)
+                                 cache=self.cache)
 
     def start(self, warmup):
         ds = self.ds if self.cache else self._make()

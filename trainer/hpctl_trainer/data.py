@@ -5,7 +5,8 @@ import math
 import os
 
 from . import InputError
-from .compat import keras, layer, tf
+from .backbones import backbone_entry
+from .compat import tf
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 AUTOTUNE = tf.data.experimental.AUTOTUNE  # tf.data.AUTOTUNE is missing before TF 2.4
@@ -54,53 +55,30 @@ def _tf_preprocess(x):
     return x / 127.5 - 1.0
 
 
+def _identity(x):
+    return tf.convert_to_tensor(x)
+
+
+# backbones.json's preprocessing modes, as keras.applications' preprocess_input implements them.
+_PREPROCESS = {"caffe": _caffe_preprocess, "tf": _tf_preprocess, "none": _identity}
+
+
 def preprocess_fn(backbone):
-    """The backbone's own preprocess_input, used at training, evaluation and prediction.
-    ResNet50 and MobileNetV2 use tensor versions of the same formula as Keras's functions
-    (tested equal); EfficientNetB0's is the identity (it rescales inside the model)."""
-    if backbone == "resnet50":
-        return _caffe_preprocess
-    if backbone == "mobilenetv2":
-        return _tf_preprocess
-    if backbone == "efficientnetb0":
-        return keras.applications.efficientnet.preprocess_input  # identity: rescales inside
-    if backbone == "tinycnn":
-        return lambda x: x / 127.5 - 1.0
-    raise InputError("unknown backbone %r" % backbone)
-
-
-def augmenter(aug, seed):
-    """Keras preprocessing layers equal to the published
-    ImageDataGenerator(rotation_range=10, zoom_range=0.1, width_shift_range=0.1,
-    height_shift_range=0.1, horizontal_flip=True, vertical_flip=False) (fill_mode 'nearest').
-    Returns None when every augmentation is off."""
-    layers = []
-    fill = {"fill_mode": "nearest"}
-    if aug.get("horizontal_flip") and aug.get("vertical_flip"):
-        layers.append(layer("RandomFlip")("horizontal_and_vertical", seed=seed))
-    elif aug.get("horizontal_flip"):
-        layers.append(layer("RandomFlip")("horizontal", seed=seed))
-    elif aug.get("vertical_flip"):
-        layers.append(layer("RandomFlip")("vertical", seed=seed))
-    rot = float(aug.get("rotation") or 0)
-    if rot:
-        # ImageDataGenerator: degrees in [-rot, rot]; RandomRotation: a fraction of 2*pi.
-        layers.append(layer("RandomRotation")(rot / 360.0, seed=seed + 1, **fill))
-    z = float(aug.get("zoom") or 0)
-    if z:
-        # ImageDataGenerator draws zx and zy independently in [1-z, 1+z].
-        layers.append(layer("RandomZoom")((-z, z), width_factor=(-z, z), seed=seed + 2, **fill))
-    hs, ws = float(aug.get("height_shift") or 0), float(aug.get("width_shift") or 0)
-    if hs or ws:
-        layers.append(layer("RandomTranslation")(hs, ws, seed=seed + 3, **fill))
-    if not layers:
-        return None
-    return keras.Sequential(layers, name="augment")
+    """The backbone's own preprocess_input (its mode in backbones.json), used at training,
+    evaluation and prediction. "caffe" (ResNet50) and "tf" (MobileNetV2) are tensor versions of
+    the same formula as Keras's functions (tested equal); "none" is EfficientNet's, the
+    identity (it rescales inside the model)."""
+    mode = backbone_entry(backbone)["preprocessing"]
+    if mode not in _PREPROCESS:
+        raise InputError("backbones.json: %s: unknown preprocessing %r (one of %s)"
+                         % (backbone, mode, ", ".join(sorted(_PREPROCESS))))
+    return _PREPROCESS[mode]
 
 
 def fused_augmenter(aug, seed, output_size=None):
-    """The same random transform as augmenter(), drawn per image from the same ranges, but
-    applied as ONE projective warp (flip, rotation, zoom and shift composed into a single
+    """The published ImageDataGenerator(rotation_range=10, zoom_range=0.1,
+    width_shift_range=0.1, height_shift_range=0.1, horizontal_flip=True) transform, drawn per
+    image from the same ranges, applied as ONE projective warp (flip, rotation, zoom and shift composed into a single
     matrix, bilinear, fill 'nearest'), as ImageDataGenerator itself does.
 
     Returns apply(x) for a batch x of shape [n, h, w, c], or None when every augmentation is
@@ -207,13 +185,12 @@ def label_tensor(labels, num_classes):
 
 def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
                  training=False, seed=42, shuffle_buffer=1000, cache=False, aug=None,
-                 repeat=False, take_batches=0, augment_impl="fused"):
-    """Training with the fused warp (the default): each image is decoded and then resampled
-    once, by one projective warp that does resize and augmentation together, and
-    preprocessed, per image in a parallel map, then batched. With cache, the decoded and
-    resized images are cached (bounded memory: target size) and the warp then runs on them.
-    Evaluation (and augment_impl="layers") decodes and resizes per image, batches, then
-    augments per batch (layers) and preprocesses."""
+                 repeat=False, take_batches=0):
+    """Training with the fused warp: each image is decoded and then resampled once, by one
+    projective warp that does resize and augmentation together, and preprocessed, per image
+    in a parallel map, then batched. With cache, the decoded and resized images are cached
+    (bounded memory: target size) and the warp then runs on them. Evaluation (and training
+    without augmentation) decodes and resizes per image, batches, then preprocesses."""
     h, w = int(image_size[0]), int(image_size[1])
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths), label_tensor(labels, num_classes)))
     nshuf = max(1, min(int(shuffle_buffer) or len(paths), len(paths)))
@@ -222,7 +199,7 @@ def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
         ds = ds.shuffle(nshuf, seed=seed, reshuffle_each_iteration=True)
     pre = preprocess_fn(backbone)
     warp = None
-    if training and aug and augment_impl != "layers":
+    if training and aug:
         warp = fused_augmenter(aug, seed, output_size=(h, w))
     if warp is not None and not cache:
         def load_warp(path, y):
@@ -250,19 +227,11 @@ def make_dataset(paths, labels, num_classes, image_size, batch_size, backbone,
     if take_batches:
         ds = ds.take(take_batches)
     if warp is None:
-        layers_model = augmenter(aug, seed) if training and aug and augment_impl == "layers" else None
-        if layers_model is not None:
-            def f(x, y):
-                return pre(layers_model(x, training=True)), y
-        else:
-            def f(x, y):
-                return pre(x), y
+        def f(x, y):
+            return pre(x), y
+
         ds = ds.map(f, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
-
-
-def steps(n_images, batch_size):
-    return int(math.ceil(float(n_images) / batch_size))
 
 
 def load_image_batch(paths, image_size, backbone):

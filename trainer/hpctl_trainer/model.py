@@ -1,6 +1,7 @@
 """Backbone + head, freezing and unfreezing, optimizers and compile."""
 
 from . import InputError
+from .backbones import backbone_entry
 from .compat import keras
 
 
@@ -17,18 +18,12 @@ def _tinycnn(input_shape):
 
 def make_base(backbone, image_size, weights_path=None):
     shape = (int(image_size[0]), int(image_size[1]), 3)
-    apps = keras.applications
+    app = backbone_entry(backbone)["application"]
     try:
-        if backbone == "resnet50":
-            base = apps.ResNet50(include_top=False, weights=None, input_shape=shape)
-        elif backbone == "mobilenetv2":
-            base = apps.MobileNetV2(include_top=False, weights=None, input_shape=shape)
-        elif backbone == "efficientnetb0":
-            base = apps.EfficientNetB0(include_top=False, weights=None, input_shape=shape)
-        elif backbone == "tinycnn":
-            base = _tinycnn(shape)
+        if app:
+            base = getattr(keras.applications, app)(include_top=False, weights=None, input_shape=shape)
         else:
-            raise InputError("unknown backbone %r" % backbone)
+            base = _tinycnn(shape)
     except ValueError as e:
         raise InputError("cannot build %s for image size %s: %s" % (backbone, list(image_size), e))
     if weights_path:
@@ -81,8 +76,8 @@ def set_trainable(model, unfreeze_layers):
 
 
 def optimizer(opt_spec):
-    name = opt_spec.get("name", "rmsprop")
-    lr = float(opt_spec.get("learning_rate", 0.001))
+    name = opt_spec["name"]
+    lr = float(opt_spec["learning_rate"])
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=lr)
     if name == "adam":

@@ -49,6 +49,15 @@ def dataset(tmp_path_factory):
     return {"train": train, "val": val}
 
 
+def stage_paths(name):
+    """hpctl's stages[].paths for a stage (experiment/layout.go), relative to the run dir."""
+    d = "stages/" + name
+    return {"dir": d, "history": d + "/history.csv", "metrics": d + "/metrics.json",
+            "evaluation": d + "/evaluation.json", "checkpoints": d + "/checkpoints",
+            "best_checkpoint": d + "/checkpoints/best", "final_checkpoint": d + "/checkpoints/final",
+            "model_info": d + "/checkpoints/model-info.json", "state": d + "/state"}
+
+
 def make_spec(run_dir, data, backbone="tinycnn", weights="none", size=32, frozen_epochs=2,
               finetune_epochs=3, weights_cache="", steps=0, **model_extra):
     os.makedirs(run_dir, exist_ok=True)
@@ -66,10 +75,12 @@ def make_spec(run_dir, data, backbone="tinycnn", weights="none", size=32, frozen
         "stages": [
             {"name": "frozen", "depends_on": [], "init_from": "", "unfreeze_layers": 0,
              "epochs": frozen_epochs, "steps_per_epoch": steps, "validation_steps": 0,
-             "optimizer": {"name": "adam", "learning_rate": 0.01}, "gpus": 1, "command": []},
+             "optimizer": {"name": "adam", "learning_rate": 0.01}, "gpus": 1, "command": [],
+             "paths": stage_paths("frozen")},
             {"name": "finetune", "depends_on": ["frozen"], "init_from": "frozen", "unfreeze_layers": -1,
              "epochs": finetune_epochs, "steps_per_epoch": steps, "validation_steps": 0,
-             "optimizer": {"name": "adam", "learning_rate": 0.003}, "gpus": 1, "command": []},
+             "optimizer": {"name": "adam", "learning_rate": 0.003}, "gpus": 1, "command": [],
+             "paths": stage_paths("finetune")},
         ],
     }
     path = os.path.join(run_dir, "spec.resolved.json")

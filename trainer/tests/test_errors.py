@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import make_images, make_spec, run, train_cmd
+from conftest import make_images, make_spec, run, train_cmd, write_spec
 
 
 def run_frozen(spec_path, run_dir):
@@ -105,4 +105,32 @@ def test_bad_spec_exits_2(tmp_path):
     assert r.returncode == 2 and "cannot read spec" in r.stderr
     p.write_text(json.dumps({"data": {"train": "a", "val": "b"}, "model": {}, "stages": [{"name": "x"}]}))
     r = run(train_cmd(str(p), "frozen", str(tmp_path)))
-    assert r.returncode == 2 and "no stage 'frozen'" in r.stderr
+    assert r.returncode == 2 and "spec.json: seed missing; was it written by hpctl?" in r.stderr
+
+
+@pytest.mark.parametrize("drop, named", [
+    (lambda s: s["stages"][1].pop("epochs"), "stages[1].epochs"),
+    (lambda s: s["stages"][0]["paths"].pop("history"), "stages[0].paths.history"),
+    (lambda s: s["stages"][0].pop("paths"), "stages[0].paths"),
+    (lambda s: s["data"].pop("batch_size"), "data.batch_size"),
+    (lambda s: s["augment"].pop("zoom"), "augment.zoom"),
+    (lambda s: s.pop("training"), "training"),
+])
+def test_resolved_spec_key_missing_is_named(dataset, tmp_path, drop, named):
+    """hpctl writes every default into spec.resolved.json; a missing key is an error naming
+    it, never a default of the trainer's own (they drifted: epochs 1 here, 10 in hpctl)."""
+    run_dir = str(tmp_path / "run")
+    spec_path, spec = make_spec(run_dir, dataset)
+    drop(spec)
+    write_spec(spec_path, spec)
+    r = run(train_cmd(spec_path, "frozen", run_dir))
+    assert r.returncode == 2, r.stderr
+    assert "spec.resolved.json: %s missing; was it written by hpctl?" % named in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(run_dir, "stages"))
+
+
+def test_unknown_stage_exits_2(dataset, tmp_path):
+    run_dir = str(tmp_path / "run")
+    spec_path, _ = make_spec(run_dir, dataset)
+    r = run(train_cmd(spec_path, "nosuch", run_dir))
+    assert r.returncode == 2 and "no stage 'nosuch'" in r.stderr

@@ -124,3 +124,36 @@ def test_real_backbone_stages_and_three_classes(tmp_path):
     assert len(ev["confusion_matrix"]) == 3 and ev["num_images"] == 9
     m = json.load(open(os.path.join(run_dir, "stages", "finetune", "metrics.json")))
     assert m["class_names"] == list(classes) and m["epochs_run"] == 1
+
+
+def test_outputs_go_where_the_resolved_spec_says(dataset, tmp_path):
+    """stages[].paths decide where every output goes (hpctl owns the run-dir layout): with
+    non-default paths, the trainer writes exactly there and nothing under stages/; the
+    second stage finds the first's best checkpoint and model-info through the first's entry."""
+    from hpctl_trainer import compat
+
+    run_dir = str(tmp_path / "run")
+    spec_path, spec = make_spec(run_dir, dataset, frozen_epochs=1, finetune_epochs=1)
+    for s, tag in zip(spec["stages"], ("x", "y")):
+        s["paths"] = {"dir": "out/" + tag, "history": "out/%s/h.csv" % tag, "metrics": "m/%s.json" % tag,
+                      "evaluation": "e/%s/eval.json" % tag, "checkpoints": "ck/" + tag,
+                      "best_checkpoint": "ck/%s/top" % tag, "final_checkpoint": "ck/%s/last" % tag,
+                      "model_info": "info/%s.json" % tag, "state": "st/" + tag}
+    json.dump(spec, open(spec_path, "w"))
+    for stage in ("frozen", "finetune"):
+        r = run(train_cmd(spec_path, stage, run_dir), cwd=str(tmp_path))
+        assert r.returncode == 0, r.stdout + r.stderr
+    ext = compat.MODEL_EXT
+    for tag in ("x", "y"):
+        for rel in ("out/%s/h.csv" % tag, "m/%s.json" % tag, "e/%s/eval.json" % tag, "ck/%s/top%s" % (tag, ext),
+                    "ck/%s/last%s" % (tag, ext), "info/%s.json" % tag, "st/%s/latest.json" % tag):
+            assert os.path.exists(os.path.join(run_dir, rel)), rel
+        assert not os.path.exists(os.path.join(run_dir, "ck", tag, "model-info.json"))
+    assert not os.path.exists(os.path.join(run_dir, "stages"))
+    m = json.load(open(os.path.join(run_dir, "m", "y.json")))
+    assert m["init_checkpoint"]["path"] == "ck/x/top" + ext
+    assert m["checkpoints"] == {"best": "ck/y/top" + ext, "final": "ck/y/last" + ext}
+    assert json.load(open(os.path.join(run_dir, "e", "y", "eval.json")))["checkpoint"] == "ck/y/top" + ext
+    assert json.load(open(os.path.join(run_dir, "info", "y.json")))["class_names"] == ["horizontal", "vertical"]
+    rows = read_history(os.path.join(run_dir, "out", "y", "h.csv"))
+    assert [int(r["epoch"]) for r in rows] == [1]

@@ -1,19 +1,32 @@
 """In-process units: backbones build, augmentation matches the published settings, specs."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
-from hpctl_trainer import compat, data, model as mdl, spec as specmod
+from hpctl_trainer import backbones as bb, compat, data, model as mdl, spec as specmod
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "mobilenetv2", "efficientnetb0", "tinycnn"])
+def test_backbones_table():
+    # The list hpctl validates against (trainer.Backbones in Go) is this file.
+    t = bb.backbones()
+    assert set(t) == {"resnet50", "mobilenetv2", "efficientnetb0", "tinycnn"}
+    for name, e in t.items():
+        assert set(e) == {"application", "preprocessing", "min_image_size"}, name
+        assert e["preprocessing"] in ("caffe", "tf", "none"), name
+        assert e["application"] == "" or hasattr(compat.keras.applications, e["application"]), name
+
+
+@pytest.mark.parametrize("backbone", bb.backbone_names())
 def test_backbones_build(backbone):
+    # At the table's smallest image size: hpctl accepts it, so the model must build there.
+    side = bb.backbone_entry(backbone)["min_image_size"]
     for classes in (2, 3):
-        m = mdl.build({"backbone": backbone, "dropout": 0.1}, (32, 32), classes)
+        m = mdl.build({"backbone": backbone, "dropout": 0.1}, (side, side), classes)
         mdl.compile_model(m, {"name": "rmsprop", "learning_rate": 1e-5}, classes)
-        x = data.preprocess_fn(backbone)(np.random.uniform(0, 255, (2, 32, 32, 3)).astype("float32"))
+        x = data.preprocess_fn(backbone)(np.random.uniform(0, 255, (2, side, side, 3)).astype("float32"))
         out = np.asarray(m.predict(x, verbose=0))
         assert out.shape == (2, 1 if classes == 2 else 3)
         base = mdl.find_base(m)
@@ -31,8 +44,11 @@ def test_backbones_build(backbone):
             break
 
 
-def test_augmenter_matches_published_settings():
-    aug = data.augmenter({"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
+def test_bench_augmenter_matches_published_settings():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+    import layers_pipeline
+
+    aug = layers_pipeline.augmenter({"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
                           "horizontal_flip": True, "vertical_flip": False}, 1)
     kinds = {type(l).__name__: l for l in aug.layers}
     assert set(kinds) == {"RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation"}
@@ -44,7 +60,7 @@ def test_augmenter_matches_published_settings():
     x = np.random.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     y = np.asarray(aug(x, training=True))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255
-    assert data.augmenter({"rotation": 0, "zoom": 0, "width_shift": 0, "height_shift": 0,
+    assert layers_pipeline.augmenter({"rotation": 0, "zoom": 0, "width_shift": 0, "height_shift": 0,
                            "horizontal_flip": False, "vertical_flip": False}, 1) is None
 
 
@@ -133,7 +149,9 @@ def test_preprocess_equals_keras_preprocess_input():
     """The tensor preprocess functions are Keras's preprocess_input, value for value."""
     x = np.random.uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     for backbone, ref in (("resnet50", compat.keras.applications.resnet50.preprocess_input),
-                          ("mobilenetv2", compat.keras.applications.mobilenet_v2.preprocess_input)):
+                          ("mobilenetv2", compat.keras.applications.mobilenet_v2.preprocess_input),
+                          ("efficientnetb0", compat.keras.applications.efficientnet.preprocess_input),
+                          ("tinycnn", compat.keras.applications.mobilenet_v2.preprocess_input)):
         got = np.asarray(data.preprocess_fn(backbone)(x))
         assert got.dtype == np.float32
         assert np.allclose(got, np.asarray(ref(x.copy())), atol=1e-5, rtol=0), backbone
