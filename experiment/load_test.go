@@ -271,3 +271,21 @@ func BenchmarkManyProblems(b *testing.B) {
 		}
 	}
 }
+
+// TestCoveredByDecodingProblems: a validation problem is dropped when a decoding problem
+// is at its path or above it, and only then.
+func TestCoveredByDecodingProblems(t *testing.T) {
+	s := decodedPaths([]Problem{{path: "stages[1].slurm"}, {path: "data.train"}})
+	for path, want := range map[string]bool{
+		"stages[1].slurm": true, "stages[1].slurm.time": true, "data.train": true,
+		"stages[1]": false, "stages[10].slurm": false, "stages[1].slurmx": false,
+		"data.train_x": false, "data": false, "stages[0].slurm.time": false,
+	} {
+		if got := s.covers(path); got != want {
+			t.Errorf("covers(%q) = %v, want %v", path, got, want)
+		}
+	}
+	if !decodedPaths([]Problem{{path: ""}}).covers("name") {
+		t.Error("a problem with the whole spec covers every path")
+	}
+}
