@@ -163,6 +163,7 @@ func TestAliasBomb(t *testing.T) {
 			if p.Pos.Line < 6 || p.Pos.Line > len(lines) || lines[p.Pos.Line-1] != "  - *st" || p.Pos.Col != 5 || !strings.HasPrefix(p.Msg, want) {
 				t.Errorf("problem %v, want at an alias: %s", p, want)
 			}
+			t.Logf("decoding allocated %d KB", (after.TotalAlloc-before.TotalAlloc)>>10)
 			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 200<<20 {
 				t.Errorf("decoding allocated %d MB", alloc>>20)
 			}

@@ -330,9 +330,9 @@ var shortOptions = map[byte]string{
 }
 
 // checkExtra returns why e cannot be one slurm.extra line, or "". The line is written as
-// `#SBATCH e`, where sbatch reads one word per option (a space ends it; quotes and backslashes are
-// its own syntax; '#' starts a comment), so an entry must be exactly one long option whose
-// value sbatch reads as written. sbatch also takes any unambiguous prefix of a long option
+// `#SBATCH e`, where sbatch reads one word per option (a space ends it, quotes and
+// backslashes are removed, '#' starts a comment: checked with sbatch 22.05), so an entry must
+// be exactly one long option whose value sbatch reads as written. sbatch also takes any unambiguous prefix of a long option
 // (--job=x is --job-name=x), so prefixes of the options hpctl owns are refused too.
 func checkExtra(e string) string {
 	const form = "; write one option per entry, as --name or --name=value"
