@@ -537,13 +537,20 @@ func (c *checker) stages() {
 			}
 		}
 	}
+	// A misspelt dependency gets a "did you mean" among the stage names: sorted once, and
+	// only among a pipeline's worth of names, as each suggestion compares with all of them
+	// (thousands of stages each naming a missing one took seconds).
+	names := slices.Sorted(maps.Keys(index))
+	if len(names) > maxSuggestAmong {
+		names = nil
+	}
 	for i, st := range s.Stages {
 		p := fmt.Sprintf("stages[%d]", i)
 		for j, dep := range st.DependsOn {
 			dp := fmt.Sprintf("%s.depends_on[%d]", p, j)
 			if _, ok := index[dep]; !ok {
 				msg := fmt.Sprintf("no stage is called %q", dep)
-				if sug := suggest(dep, slices.Sorted(maps.Keys(index))); sug != "" {
+				if sug := suggest(dep, names); sug != "" {
 					msg += fmt.Sprintf("; did you mean %q?", sug)
 				}
 				c.add(dp, "%s", msg)
@@ -564,6 +571,10 @@ func (c *checker) stages() {
 		c.add(fmt.Sprintf("stages[%d].depends_on", first), "dependency cycle: %s", strings.Join(cyc, " -> "))
 	}
 }
+
+// maxSuggestAmong is the most stage names a missing dependency is compared with for a
+// suggestion; real pipelines have a handful of stages.
+const maxSuggestAmong = 256
 
 // reaches reports whether stage from depends on target, directly or through others.
 func (c *checker) reaches(from, target string, index map[string]int, seen map[string]bool) bool {
