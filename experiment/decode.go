@@ -85,10 +85,56 @@ func (l *Loaded) Has(path string) bool {
 	return ok
 }
 
+// MaxSpecBytes caps the size of a spec file. Real specs are a few kilobytes; the cap keeps
+// a stray multi-gigabyte file (or /dev/zero behind a symlink) from being read into memory,
+// and bounds the YAML node tree that decoding builds. docs/spec.md states it.
+const MaxSpecBytes = 256 << 10
+
+// minAliasBudget is the number of values that aliases may expand to in any spec, however
+// small; a larger spec may expand to as many values as it has nodes of its own. Like
+// go-yaml's and Kubernetes' guards against "billion laughs" documents, this bounds the
+// decoded spec to a small multiple of the file: a 100 KB list of `- *st` aliases to a
+// stage with a long command otherwise decodes to hundreds of millions of strings.
+const minAliasBudget = 10_000
+
 type decoder struct {
 	file     string
 	pos      map[string]Pos
 	problems []Problem
+	// aliasBudget is how many more nodes may be decoded through aliases; outerAlias is the
+	// alias written outside any other alias's expansion that is being decoded now (nil when
+	// none), the position reported when the budget runs out; exhausted stops decoding.
+	aliasBudget, startBudget int
+	outerAlias               *yaml.Node
+	exhausted                bool
+}
+
+// expand charges one node decoded through an alias against the budget. It reports false,
+// once, with a problem at the outermost alias being expanded, when the budget is spent.
+func (d *decoder) expand() bool {
+	if d.exhausted {
+		return false
+	}
+	if d.outerAlias == nil {
+		return true
+	}
+	d.aliasBudget--
+	if d.aliasBudget >= 0 {
+		return true
+	}
+	d.exhausted = true
+	d.problems = append(d.problems, Problem{File: d.file, Pos: Pos{d.outerAlias.Line, d.outerAlias.Column},
+		Msg: fmt.Sprintf("too many alias expansions (the aliases of this spec expand to more than %d values); write the values out, or alias fewer of them", d.startBudget)})
+	return false
+}
+
+// countNodes counts the nodes of a YAML tree as written, without following aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -100,6 +146,9 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 // YAML itself parsed, the returned *Loaded is non-nil even with problems (keys in error
 // keep their defaults), so Load can report decoding and semantic problems together.
 func Parse(file string, src []byte) (*Loaded, error) {
+	if len(src) > MaxSpecBytes {
+		return nil, &SpecError{Problems: []Problem{{File: file, Msg: tooBig(int64(len(src)))}}}
+	}
 	l := &Loaded{Spec: Default(), File: file, Source: src, pos: map[string]Pos{}}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(src))
@@ -113,13 +162,19 @@ func Parse(file string, src []byte) (*Loaded, error) {
 	if err := dec.Decode(&extra); err == nil {
 		return nil, &SpecError{Problems: []Problem{{File: file, Pos: Pos{extra.Line, extra.Column}, Msg: "a spec holds one YAML document; remove the second `---`"}}}
 	}
-	d := &decoder{file: file, pos: l.pos}
+	budget := max(minAliasBudget, countNodes(&doc))
+	d := &decoder{file: file, pos: l.pos, aliasBudget: budget, startBudget: budget}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
 	root, sweepKey, sweepVal := withoutKey(root, "sweep")
 	d.value(root, reflect.ValueOf(&l.Spec).Elem(), "")
+	if d.exhausted {
+		// The half-decoded spec is not worth validating: its problems would be artefacts
+		// of where decoding stopped.
+		return nil, &SpecError{Problems: d.problems}
+	}
 	if sweepVal != nil {
 		d.pos["sweep"] = Pos{sweepVal.Line, sweepVal.Column}
 		l.Sweep = d.sweep(root, sweepKey, sweepVal, &l.Spec)
@@ -190,9 +245,20 @@ func kindName(n *yaml.Node) string {
 	return fmt.Sprintf("the string %q", n.Value)
 }
 
+func tooBig(size int64) string {
+	return fmt.Sprintf("the spec is %d bytes, over the limit of %d KiB for a spec file", size, MaxSpecBytes>>10)
+}
+
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
+		if d.outerAlias == nil {
+			d.outerAlias = n
+			defer func() { d.outerAlias = nil }()
+		}
 		n = n.Alias
+	}
+	if !d.expand() {
+		return
 	}
 	if v.Type() == unfreezeType {
 		d.unfreeze(n, v, path)
@@ -328,8 +394,16 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		fields[tag] = i
 		names = append(names, tag)
 	}
+	if path == "" {
+		names = append(names, "sweep") // decoded on its own (sweep.go)
+	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		// A key charges the budget too: unknown keys of an aliased mapping are reported
+		// once per alias and are never decoded through value.
+		if !d.expand() {
+			return
+		}
 		k, val := n.Content[i], n.Content[i+1]
 		key := k.Value
 		p := key

@@ -19,8 +19,23 @@ func FuzzParse(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	// Aliases: a bomb over the budget, ordinary reuse, aliases of aliases, an aliased
+	// mapping of unknown keys (reported once per alias), an alias where a string goes.
+	f.Add(aliasBomb(50, 300))
+	f.Add([]byte("name: x\nstages:\n  - name: a\n    slurm: &s {time: '1:00:00', mem: 8G}\n    command: &c [python3, -c, 'print(1)']\n  - name: b\n    slurm: *s\n    command: *c\n"))
+	f.Add([]byte("name: &n x\nx: &l [*n, *n, *n]\nstages: [{name: a, command: *l}, {name: b, command: *l, depends_on: *l}]\n"))
+	f.Add([]byte("name: x\nslurm: &m {a: 1, b: 2, c: 3}\ncontainer: *m\nstages: [{name: a, slurm: *m, optimizer: *m}]\n"))
+	f.Add([]byte("name: x\nstages: [&s {name: a}, *s, *s]\nslurm: {extra: [*s]}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		l, err := Parse("fuzz.yaml", src)
+		if l != nil {
+			// What decoding builds is bounded by the input (itself capped by Parse) and the
+			// alias budget: at most six strings a node (an empty stage) and the top's.
+			nodes := 2*len(src) + 2
+			if n, limit := len(StringFieldPointers(&l.Spec)), 20+6*(nodes+max(minAliasBudget, nodes)); n > limit {
+				t.Fatalf("%d bytes decoded to %d strings, over %d", len(src), n, limit)
+			}
+		}
 		if err != nil {
 			if _, ok := err.(*SpecError); !ok {
 				t.Fatalf("Parse returned %T, want *SpecError", err)

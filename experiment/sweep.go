@@ -262,12 +262,20 @@ func (d *decoder) sweep(root, keyN, n *yaml.Node, base *Spec) *Sweep {
 		}
 	}
 	combos = append(combos, explicit...)
+	// A problem the spec has without the sweep is reported once, for the spec, not again
+	// for every trial.
+	known := map[string]bool{}
+	for _, p := range d.problems {
+		known[p.String()] = true
+	}
 	var shared sharedProblems
 	for k, ovs := range combos {
 		tr, problems := d.trial(root, k, ovs)
 		sw.Trials = append(sw.Trials, tr)
 		for _, p := range problems {
-			shared.add(p, tr)
+			if !known[p.String()] {
+				shared.add(p, tr)
+			}
 		}
 	}
 	d.problems = append(d.problems, shared.list()...)
@@ -405,7 +413,7 @@ func (d *decoder) trial(root *yaml.Node, k int, ovs []override) (Trial, []Proble
 		r = setPath(r, o.segs, o.keyN, o.value)
 		tr.Values = append(tr.Values, TrialValue{Key: o.key, Value: nodeText(o.value), Pos: Pos{o.value.Line, o.value.Column}, node: o.value})
 	}
-	td := &decoder{file: d.file, pos: tr.pos}
+	td := &decoder{file: d.file, pos: tr.pos, aliasBudget: d.startBudget, startBudget: d.startBudget}
 	tr.Spec = Default()
 	td.value(r, reflect.ValueOf(&tr.Spec).Elem(), "")
 	return tr, td.problems

@@ -46,6 +46,11 @@ var badSweeps = []struct {
 		[]string{fmt.Sprintf(`9:17: sweep.max_parallel: -2 is not between 0 (no limit) and %d`, MaxTrials)}},
 	{"unknown sweep key", sweepBase + "sweep:\n  gird: {seed: [1]}\n",
 		[]string{`8:3: sweep.gird: unknown key; did you mean "grid"?`}},
+	{"the spec's own problem once, not per trial", sweepBase + "sede: 1\nsweep:\n  grid: {seed: [1, 2]}\n",
+		[]string{`7:1: sede: unknown key; did you mean "seed"?`}},
+	{"an aliased value is swept like any", sweepBase + "lr: &lr 0.5\nsweep:\n  grid: {stages.frozen.optimizer.learning_rate: [*lr, -1]}\n",
+		[]string{`7:1: lr: unknown key (known here: augment, cluster, container, data, description, executor, model, name, seed, slurm, stages, sweep, training, workdir)`,
+			`9:55: sweep trial 1 (stages.frozen.optimizer.learning_rate=-1): stages[0].optimizer.learning_rate: -1 is not a learning rate in (0, 10]`}},
 	{"explicit trial with a bad value", sweepBase + "sweep:\n  trials:\n    - {seed: 1}\n    - {stages.frozen.epochs: 0}\n",
 		[]string{`10:30: sweep trial 1 (stages.frozen.epochs=0): stages[0].epochs: 0 is outside [1, 100000]`}},
 }

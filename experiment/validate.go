@@ -1,13 +1,16 @@
 package experiment
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/hpctl/hpctl/containers"
@@ -16,7 +19,7 @@ import (
 
 // Load reads, decodes and validates a spec file. Every problem is reported at once.
 func Load(file string) (*Loaded, error) {
-	src, err := os.ReadFile(file)
+	src, err := readSpec(file)
 	if err != nil {
 		return nil, &SpecError{Problems: []Problem{{File: file, Msg: fmt.Sprintf("cannot read the spec: %v", unwrapPathError(err))}}}
 	}
@@ -29,8 +32,9 @@ func Load(file string) (*Loaded, error) {
 		problems = se.Problems
 	}
 	if verr := l.Validate(); verr != nil {
+		covered := decodedPaths(problems)
 		for _, vp := range verr.(*SpecError).Problems {
-			if !coveredBy(vp.path, problems) {
+			if !covered.covers(vp.path) {
 				problems = append(problems, vp)
 			}
 		}
@@ -42,15 +46,89 @@ func Load(file string) (*Loaded, error) {
 	return l, nil
 }
 
-// coveredBy reports whether a decoding problem already explains a problem at path: the
-// value there (or above it) could not be decoded and kept its default.
-func coveredBy(path string, decoding []Problem) bool {
+// readSpec reads a spec from a regular file of at most MaxSpecBytes. /dev/zero would be
+// read without end and a FIFO would block until a writer came, so the file is opened
+// without blocking and its type checked on the open descriptor (no window for a swap
+// between a check by name and the open) before anything is read.
+func readSpec(file string) ([]byte, error) {
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s); hpctl reads specs from files only", fileKind(fi.Mode()))
+	}
+	if fi.Size() > MaxSpecBytes {
+		return nil, errors.New(tooBig(fi.Size()))
+	}
+	// The file may have grown since the Stat: read one byte past the cap to notice.
+	src, err := io.ReadAll(io.LimitReader(f, MaxSpecBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxSpecBytes {
+		return nil, fmt.Errorf("the spec is over the limit of %d KiB for a spec file", MaxSpecBytes>>10)
+	}
+	return src, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "mode " + m.String()
+}
+
+// pathSet holds the paths of decoding problems. It is a set, not a list scanned for each
+// validation problem: a spec with tens of thousands of problems took seconds that way.
+type pathSet struct {
+	paths map[string]bool
+	// all is set by a decoding problem about no path in particular (the whole spec).
+	all bool
+}
+
+func decodedPaths(decoding []Problem) pathSet {
+	s := pathSet{paths: make(map[string]bool, len(decoding))}
 	for _, d := range decoding {
-		if d.path == "" || path == d.path || strings.HasPrefix(path, d.path+".") || strings.HasPrefix(path, d.path+"[") {
+		if d.path == "" {
+			s.all = true
+		}
+		s.paths[d.path] = true
+	}
+	return s
+}
+
+// covers reports whether a decoding problem already explains a problem at path: the value
+// there (or above it) could not be decoded and kept its default. It looks up path and each
+// of its parents ("stages[1].slurm.time", "stages[1].slurm", "stages[1]", "stages").
+func (s pathSet) covers(path string) bool {
+	if s.all {
+		return true
+	}
+	for {
+		if s.paths[path] {
 			return true
 		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return false
+		}
+		path = path[:i]
 	}
-	return false
 }
 
 // sortProblems orders problems as they appear in the file, which is how people fix them.
@@ -86,7 +164,7 @@ var (
 	// days-hours:minutes, days-hours:minutes:seconds (sbatch(1)).
 	slurmTimeRe = regexp.MustCompile(`^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}|\d+-\d{1,2}:\d{1,2}|\d+-\d{1,2}:\d{1,2}:\d{1,2})$`)
 	memRe       = regexp.MustCompile(`^\d+[KMGT]?$`)
-	directiveRe = regexp.MustCompile(`^--[a-z][a-z0-9-]*(=.*)?$`)
+	directiveRe = regexp.MustCompile(`^--([a-z][a-z0-9-]*)(=(.*))?$`)
 )
 
 // CheckName reports whether s can name an experiment, stage or run: it ends up in job
@@ -225,11 +303,91 @@ func (c *checker) slurm(sl *Slurm) {
 	}
 	c.intRange("slurm.signal_before", sl.SignalBefore, 0, 65535)
 	for i, e := range sl.Extra {
-		p := fmt.Sprintf("slurm.extra[%d]", i)
-		if !directiveRe.MatchString(e) {
-			c.add(p, "%q is not an sbatch option of the form --name or --name=value", e)
+		if msg := checkExtra(e); msg != "" {
+			c.add(fmt.Sprintf("slurm.extra[%d]", i), "%q %s", e, msg)
 		}
 	}
+}
+
+// ownedOptions are the sbatch options that hpctl writes into every job script, with the
+// spec key that sets each ("" when hpctl alone decides it). The same option in slurm.extra
+// would override hpctl's or clash with it: a second --job-name renames the job and `hpctl
+// logs` no longer finds its log.
+var ownedOptions = map[string]string{
+	"job-name": "", "chdir": "", "output": "", "error": "", "open-mode": "",
+	"array": "", "dependency": "",
+	"partition": "slurm.partition", "account": "slurm.account", "qos": "slurm.qos",
+	"time": "slurm.time", "gres": "slurm.gpus", "gpus": "slurm.gpus",
+	"cpus-per-task": "slurm.cpus_per_task", "mem": "slurm.mem", "nodes": "slurm.nodes",
+	"signal": "slurm.signal_before", "requeue": "slurm.requeue", "no-requeue": "slurm.requeue",
+	// sbatch refuses --mem-per-cpu or --mem-per-gpu next to hpctl's --mem.
+	"mem-per-cpu": "slurm.mem", "mem-per-gpu": "slurm.mem",
+}
+
+// shortOptions are sbatch's one-letter forms of the owned options.
+var shortOptions = map[byte]string{
+	'J': "job-name", 'o': "output", 'e': "error", 'D': "chdir", 'a': "array", 'd': "dependency",
+	'p': "partition", 'A': "account", 'q': "qos", 't': "time", 'N': "nodes", 'c': "cpus-per-task",
+	'G': "gpus",
+}
+
+// checkExtra returns why e cannot be one slurm.extra line, or "". The line is written as
+// `#SBATCH e`, where sbatch reads one word per option (a space ends it, quotes and
+// backslashes are removed, '#' starts a comment: checked with sbatch 22.05), so an entry must
+// be exactly one long option whose value sbatch reads as written. sbatch also takes any unambiguous prefix of a long option
+// (--job=x is --job-name=x), so prefixes of the options hpctl owns are refused too.
+func checkExtra(e string) string {
+	const form = "; write one option per entry, as --name or --name=value"
+	lower := strings.ToLower(e)
+	if strings.Contains(lower, "hetjob") || strings.Contains(lower, "packjob") {
+		return "would split the job script into heterogeneous job components (sbatch reads hetjob/packjob on an #SBATCH line as a separator); hpctl submits one job per stage"
+	}
+	if len(e) >= 2 && e[0] == '-' && e[1] != '-' {
+		if long, ok := shortOptions[e[1]]; ok {
+			return ownedMsg("-"+e[1:2], long)
+		}
+		return "is a short option" + form
+	}
+	m := directiveRe.FindStringSubmatch(e)
+	if m == nil {
+		return "is not an sbatch option of the form --name or --name=value"
+	}
+	name, hasValue, value := m[1], m[2] != "", m[3]
+	if _, ok := ownedOptions[name]; ok {
+		return ownedMsg("--"+name, name)
+	}
+	var owned []string
+	for _, opt := range slices.Sorted(maps.Keys(ownedOptions)) {
+		if strings.HasPrefix(opt, name) {
+			owned = append(owned, "--"+opt)
+		}
+	}
+	switch {
+	case len(owned) == 1:
+		return ownedMsg("--"+name, owned[0][2:])
+	case len(owned) > 1:
+		return fmt.Sprintf("abbreviates %s, options that hpctl writes itself", strings.Join(owned, ", "))
+	}
+	if hasValue && value == "" {
+		return "has an empty value" + form
+	}
+	if i := strings.IndexFunc(value, func(r rune) bool {
+		return unicode.IsSpace(r) || strings.ContainsRune("'\"\\#", r)
+	}); i >= 0 {
+		return fmt.Sprintf("holds %q, which sbatch does not read as written on an #SBATCH line (a space ends the option; quotes and '\\' are removed; '#' starts a comment)%s", value[i:i+1], form)
+	}
+	return ""
+}
+
+func ownedMsg(written, opt string) string {
+	which := written
+	if written != "--"+opt {
+		which = fmt.Sprintf("%s (sbatch reads it as --%s)", written, opt)
+	}
+	if key := ownedOptions[opt]; key != "" {
+		return fmt.Sprintf("sets %s, which hpctl writes itself; use %s instead", which, key)
+	}
+	return fmt.Sprintf("sets %s, which hpctl writes itself and a job must keep", which)
 }
 
 func (c *checker) slurmTime(path, v string, required bool) {
@@ -410,13 +568,20 @@ func (c *checker) stages() {
 			}
 		}
 	}
+	// A misspelt dependency gets a "did you mean" among the stage names: sorted once, and
+	// only among a pipeline's worth of names, as each suggestion compares with all of them
+	// (thousands of stages each naming a missing one took seconds).
+	names := slices.Sorted(maps.Keys(index))
+	if len(names) > maxSuggestAmong {
+		names = nil
+	}
 	for i, st := range s.Stages {
 		p := fmt.Sprintf("stages[%d]", i)
 		for j, dep := range st.DependsOn {
 			dp := fmt.Sprintf("%s.depends_on[%d]", p, j)
 			if _, ok := index[dep]; !ok {
 				msg := fmt.Sprintf("no stage is called %q", dep)
-				if sug := suggest(dep, slices.Sorted(maps.Keys(index))); sug != "" {
+				if sug := suggest(dep, names); sug != "" {
 					msg += fmt.Sprintf("; did you mean %q?", sug)
 				}
 				c.add(dp, "%s", msg)
@@ -437,6 +602,10 @@ func (c *checker) stages() {
 		c.add(fmt.Sprintf("stages[%d].depends_on", first), "dependency cycle: %s", strings.Join(cyc, " -> "))
 	}
 }
+
+// maxSuggestAmong is the most stage names a missing dependency is compared with for a
+// suggestion; real pipelines have a handful of stages.
+const maxSuggestAmong = 256
 
 // reaches reports whether stage from depends on target, directly or through others.
 func (c *checker) reaches(from, target string, index map[string]int, seen map[string]bool) bool {
