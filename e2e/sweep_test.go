@@ -64,7 +64,10 @@ func TestSweepEndToEnd(t *testing.T) {
 			t.Errorf("trial %d's spec: seed %d, fine-tune lr %g", k, resolved.Seed, resolved.Stages[1].Optimizer.LearningRate)
 		}
 		var m struct {
-			Seed            int      `json:"seed"`
+			Seed      int `json:"seed"`
+			Optimizer struct {
+				LearningRate float64 `json:"learning_rate"`
+			} `json:"optimizer"`
 			BestValAccuracy *float64 `json:"best_val_accuracy"`
 			InitCheckpoint  struct {
 				Path   string `json:"path"`
@@ -72,8 +75,8 @@ func TestSweepEndToEnd(t *testing.T) {
 			} `json:"init_checkpoint"`
 		}
 		readJSON(t, filepath.Join(trial, "stages", "finetune", "metrics.json"), &m)
-		if m.Seed != resolved.Seed || m.BestValAccuracy == nil {
-			t.Errorf("trial %d's fine-tune metrics: seed %d (want %d), best %v", k, m.Seed, resolved.Seed, m.BestValAccuracy)
+		if m.Seed != resolved.Seed || m.Optimizer.LearningRate != wantLR || m.BestValAccuracy == nil {
+			t.Errorf("trial %d's fine-tune metrics: seed %d lr %g (want %d, %g), best %v", k, m.Seed, m.Optimizer.LearningRate, resolved.Seed, wantLR, m.BestValAccuracy)
 			continue
 		}
 		scores[k] = *m.BestValAccuracy

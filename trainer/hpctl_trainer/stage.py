@@ -147,6 +147,10 @@ def run(spec, stage_name, run_dir):
         "class_names": class_names,
         "seed": seed,
         "backbone": spec["model"]["backbone"],
+        # What a sweep varies, so each trial's metrics say what it ran with.
+        "optimizer": {"name": st_spec["optimizer"]["name"],
+                      "learning_rate": st_spec["optimizer"]["learning_rate"]},
+        "unfreeze_layers": st_spec["unfreeze_layers"],
         "init_from": st_spec["init_from"] or "",
         "init_checkpoint": init_record,
         "checkpoint_format": compat.MODEL_FORMAT,
