@@ -45,7 +45,11 @@ func runValidate(e *env, o validateOptions) error {
 			all.Problems = append(all.Problems, se.Problems...)
 			continue
 		}
-		fmt.Fprintf(e.stdout, "%s: ok (%s, %d stages)\n", f, l.Spec.Name, len(l.Spec.Stages))
+		trials := ""
+		if l.Sweep != nil {
+			trials = fmt.Sprintf(", a sweep of %d trials", len(l.Sweep.Trials))
+		}
+		fmt.Fprintf(e.stdout, "%s: ok (%s, %d stages%s)\n", f, l.Spec.Name, len(l.Spec.Stages), trials)
 	}
 	if len(all.Problems) > 0 {
 		return &all
