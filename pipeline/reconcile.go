@@ -99,22 +99,32 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 			return r, fmt.Errorf("run %s: cancel the duplicate jobs %s: %w", r.ID, strings.Join(extra, " "), err)
 		}
 	}
-	if len(missing) == 0 {
+	why := ""
+	if len(missing) > 0 {
+		why = fmt.Sprintf("the submitting hpctl stopped before stage %s was queued", strings.Join(missing, ", "))
+	}
+	return record(cctx, t, ex, reg, r, why, ids)
+}
+
+// record writes the outcome of an interrupted submission: submitted when why is empty,
+// else failed for why, with ids (the jobs it had queued) cancelled and half-staged
+// directories removed first.
+func record(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, r registry.Run, why string, ids []string) (registry.Run, error) {
+	if why == "" {
 		r.Status, r.Error = registry.RunSubmitted, ""
 	} else {
-		r.Status = registry.RunFailed
-		r.Error = fmt.Sprintf("the submitting hpctl stopped before stage %s was queued", strings.Join(missing, ", "))
+		r.Status, r.Error = registry.RunFailed, why
 		if len(ids) > 0 {
-			if err := ex.Cancel(cctx, ids); err != nil {
+			if err := ex.Cancel(ctx, ids); err != nil {
 				return r, fmt.Errorf("run %s: cancel the jobs of an interrupted submission (%s): %w", r.ID, strings.Join(ids, " "), err)
 			}
 			r.Error += "; the jobs it had queued (" + strings.Join(ids, " ") + ") were cancelled"
 		}
-		if err := removeStaging(cctx, t, r.RunDir); err != nil {
+		if err := removeStaging(ctx, t, r.RunDir); err != nil {
 			return r, fmt.Errorf("run %s: %w", r.ID, err)
 		}
 	}
-	if err := reg.Put(cctx, r); err != nil {
+	if err := reg.Put(ctx, r); err != nil {
 		return r, fmt.Errorf("run %s: record the outcome of its interrupted submission: %w", r.ID, err)
 	}
 	return r, nil
@@ -170,24 +180,9 @@ func settleSweep(ctx context.Context, t transport.Transport, ex jobs.Executor, r
 			add(f.ID)
 		}
 	}
-	cctx := context.WithoutCancel(ctx)
-	if complete && len(extra) == 0 {
-		r.Status, r.Error = registry.RunSubmitted, ""
-	} else {
-		r.Status = registry.RunFailed
-		r.Error = "the submitting hpctl stopped before every stage of the sweep was queued"
-		if len(all) > 0 {
-			if err := ex.Cancel(cctx, all); err != nil {
-				return r, fmt.Errorf("run %s: cancel the jobs of an interrupted submission (%s): %w", r.ID, strings.Join(all, " "), err)
-			}
-			r.Error += "; the jobs it had queued (" + strings.Join(all, " ") + ") were cancelled"
-		}
-		if err := removeStaging(cctx, t, r.RunDir); err != nil {
-			return r, fmt.Errorf("run %s: %w", r.ID, err)
-		}
+	why := ""
+	if !complete || len(extra) > 0 {
+		why = "the submitting hpctl stopped before every stage of the sweep was queued"
 	}
-	if err := reg.Put(cctx, r); err != nil {
-		return r, fmt.Errorf("run %s: record the outcome of its interrupted submission: %w", r.ID, err)
-	}
-	return r, nil
+	return record(context.WithoutCancel(ctx), t, ex, reg, r, why, all)
 }
