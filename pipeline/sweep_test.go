@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/testenv"
@@ -64,6 +66,29 @@ func TestSweepIsOneSbatchPerStage(t *testing.T) {
 	if len(states) != 256 {
 		t.Errorf("the second stage's array has %d tasks in squeue/sacct; want 256", len(states))
 	}
+	// Status of all 512 tasks while the sweep runs, and again once it has ended: one
+	// squeue and at most one sacct each time.
+	countStatus := func(when string) pipeline.RunStatus {
+		before := f.t.Counts()
+		st := f.status(t, run)
+		after := f.t.Counts()
+		if q, a := after["squeue"]-before["squeue"], after["sacct"]-before["sacct"]; q != 1 || a > 1 {
+			t.Errorf("status %s: %d squeue, %d sacct; want 1 and at most 1", when, q, a)
+		}
+		return st
+	}
+	if st := countStatus("while the sweep runs"); len(st.Trials) != 256 {
+		t.Fatalf("status shows %d trials", len(st.Trials))
+	}
+	// Ended: cancelled rather than waited for (512 tasks on a 4-slot node take minutes).
+	if err := f.ex.Cancel(context.Background(), []string{run.Stages[0].JobID, run.Stages[1].JobID}); err != nil {
+		t.Fatal(err)
+	}
+	st := f.waitRun(t, run, "ended", func(st pipeline.RunStatus) bool { return st.State.Terminal() })
+	if c := st.Stages[0].Counts; c[jobs.StateCompleted]+c[jobs.StateCancelled] != 256 {
+		t.Errorf("after the end: %v", c)
+	}
+	countStatus("after the sweep ended")
 }
 
 // A sweep of 4 trials where trial 1's first stage fails: only trial 1's second stage is
@@ -163,5 +188,70 @@ func TestSweepSplitsAtMaxArraySize(t *testing.T) {
 		case tr.Trial != 13 && (one != jobs.StateCompleted || two != jobs.StateCompleted):
 			t.Errorf("trial %d: %s / %s (%s)", tr.Trial, one, two, tr.Stages[1].LogTail)
 		}
+	}
+}
+
+// A USR2 to one task of a sweep's array (a preemption, a time limit coming) requeues that
+// task alone: its trial is marked REQUEUED and waits to run again, while the other task
+// runs on untouched.
+func TestSweepRequeuesOneTask(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newSweepFixture(t, 2, `trap 'echo saved; exit 99' USR2; echo "attempt $HPCTL_ATTEMPT"; sleep 120 & wait`, "true")
+	src := strings.Replace(string(f.spec.Source), "requeue: false", "requeue: true", 1)
+	file := filepath.Join(f.dir, "requeue.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := experiment.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.spec = l
+	run := f.submit(t)
+	array := run.Stages[0].JobID
+	f.waitRun(t, run, "running", func(st pipeline.RunStatus) bool {
+		return len(st.Trials) == 2 && st.Trials[0].Stages[0].State == jobs.StateRunning && st.Trials[1].Stages[0].State == jobs.StateRunning
+	})
+	// The command has set its trap once it printed its attempt: a signal before that
+	// would test the job script's early-USR2 path instead (render's tests do).
+	out1 := filepath.Join(run.RunDir, "logs", "pipe-one-"+array+"_1.out")
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if b, _ := os.ReadFile(out1); strings.Contains(string(b), "attempt 1") {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("trial 1's command did not start (%s)", out1)
+		}
+	}
+	if out, err := exec.Command("scancel", "--batch", "--signal=USR2", array+"_1").CombinedOutput(); err != nil {
+		t.Fatalf("scancel: %v %s", err, out)
+	}
+	fin := filepath.Join(run.RunDir, "trials", "1", "stages", "one", ".hpctl", "finished")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, _ := os.ReadFile(fin)
+		if m := experiment.ParseMarker(b); m["state"] == "REQUEUED" && m["exit_code"] == "99" {
+			break
+		}
+		if time.Now().After(deadline) {
+			logs, _ := filepath.Glob(filepath.Join(run.RunDir, "logs", "*"))
+			var text []string
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				text = append(text, l+":\n"+string(b))
+			}
+			t.Fatalf("trial 1 was not requeued; its finished marker: %q\n%s", b, strings.Join(text, "\n"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	st := f.status(t, run)
+	if s := st.Trials[1].Stages[0]; s.State != jobs.StatePending && s.State != jobs.StateRunning && s.State != jobs.StateRequeued {
+		t.Errorf("trial 1 after its requeue: %s (%s); want it waiting to run again", s.State, s.Reason)
+	}
+	if s := st.Trials[0].Stages[0]; s.State != jobs.StateRunning {
+		t.Errorf("trial 0: %s (%s); the requeue of trial 1 must not touch it", s.State, s.Reason)
+	}
+	if _, err := os.Stat(filepath.Join(run.RunDir, "trials", "0", "stages", "one", ".hpctl", "finished")); err == nil {
+		t.Error("trial 0 has a finished marker: it was stopped too")
 	}
 }
