@@ -140,6 +140,9 @@ func runSubmit(ctx context.Context, e *env, o submitOptions) error {
 	return nil
 }
 
+// dryRunTrials is how many of a sweep's trials (and their files) a dry run lists.
+const dryRunTrials = 20
+
 func printDryRun(e *env, sub *pipeline.Submission, res submitResult) error {
 	p := sub.Plan
 	fmt.Fprintf(e.stdout, "dry run: nothing staged, submitted or recorded\nrun %s (%s)\nrun directory: %s\n\n", p.RunID, sub.Run.Executor, p.RunDir)
@@ -149,9 +152,36 @@ func printDryRun(e *env, sub *pipeline.Submission, res submitResult) error {
 			st.Resources.CPUsPerTask, st.Resources.Mem, st.Resources.Partition, strings.Join(st.Command, " ")})
 	}
 	renderTable(e.stdout, tw)
+	if n := len(p.Trials); n > 0 {
+		fmt.Fprintf(e.stdout, "\nsweep: %d trials, each stage one array job", n)
+		if p.MaxParallel > 0 {
+			fmt.Fprintf(e.stdout, " (at most %d trials at once)", p.MaxParallel)
+		}
+		fmt.Fprintln(e.stdout)
+		tt := newTable("trial", "values")
+		for i, t := range p.Trials {
+			if i == dryRunTrials {
+				break
+			}
+			tt.AppendRow([]any{t.Index, sub.Run.TrialLabel(t.Index)})
+		}
+		renderTable(e.stdout, tt)
+		if n > dryRunTrials {
+			fmt.Fprintf(e.stdout, "(and %d more: trials.json in the run directory lists them all)\n", n-dryRunTrials)
+		}
+	}
 	fmt.Fprintf(e.stdout, "\nfiles (%d):\n", len(res.Files))
+	trialFiles := 0
 	for _, f := range res.Files {
+		if strings.HasPrefix(f, experiment.TrialsDir+"/") {
+			if trialFiles++; trialFiles > dryRunTrials {
+				continue
+			}
+		}
 		fmt.Fprintf(e.stdout, "  %s\n", f)
+	}
+	if trialFiles > dryRunTrials {
+		fmt.Fprintf(e.stdout, "  (and %d more under %s/)\n", trialFiles-dryRunTrials, experiment.TrialsDir)
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Scripts)) {
 		fmt.Fprintf(e.stdout, "\n--- %s ---\n%s", name, res.Scripts[name])

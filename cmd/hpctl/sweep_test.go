@@ -56,6 +56,11 @@ sweep:
     seed: [10, 11, 12]
   max_parallel: 2
 `), 0o644)
+	dry, errs, code := asHpctl(t, dir, "submit", spec, "--dry-run")
+	if code != 0 || !strings.Contains(dry, "sweep: 3 trials, each stage one array job (at most 2 trials at once)") ||
+		!strings.Contains(dry, "seed=11") || !strings.Contains(dry, "trials/2/spec.resolved.json") {
+		t.Fatalf("submit --dry-run of a sweep: exit %d\n%s%s", code, dry, errs)
+	}
 	out, errs, code := asHpctl(t, dir, "submit", spec, "-o", "json")
 	if code != 0 {
 		t.Fatalf("submit: exit %d: %s", code, errs)
