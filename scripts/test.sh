@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (`make test`). On a fresh Debian 12 machine,
 # as root, it installs and starts what the tests need, then runs them:
-#   - system packages: shellcheck, rsync (the cluster and sshd scripts install their own)
+#   - system packages: shellcheck, rsync, zsh and fish (the completion test loads hpctl's
+#     scripts in them; the cluster and sshd scripts install their own)
 #   - a real single-node Slurm cluster with accounting (scripts/slurm-up.sh)
 #   - a real OpenSSH server on 127.0.0.1:2222 (scripts/sshd-up.sh)
 #   - TensorFlow virtual environments: 2.7 on CPython 3.8 (the NVIDIA 22.02 container's;
@@ -19,7 +20,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "system packages"
 need=()
-for tool in shellcheck rsync; do
+for tool in shellcheck rsync zsh fish; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -108,7 +108,7 @@ Exit codes: docs/exit-codes.md.`,
 			e.log = l
 			return nil
 		},
-		Commands:        commands(e),
+		Commands:        withCompletion(commands(e)),
 		OnUsageError:    onUsageError,
 		CommandNotFound: commandNotFound(e),
 	}

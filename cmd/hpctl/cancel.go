@@ -24,9 +24,10 @@ type cancelOptions struct {
 
 func cancelCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "cancel",
-		Usage:     "cancel every job of runs",
-		ArgsUsage: "RUN...",
+		Name:         "cancel",
+		BashComplete: completeRuns,
+		Usage:        "cancel every job of runs",
+		ArgsUsage:    "RUN...",
 		Description: `Cancels the jobs of each RUN (pending or running) with one scancel per run. Jobs that
 already ended are left as they are; a run whose jobs had all ended says so. The run
 directory stays.

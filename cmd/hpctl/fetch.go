@@ -27,10 +27,11 @@ type fetchOptions struct {
 
 func fetchCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "fetch-results",
-		Aliases:   []string{"fetch"},
-		Usage:     "copy a run's results from the cluster and summarize them",
-		ArgsUsage: "[RUN...]",
+		Name:         "fetch-results",
+		BashComplete: completeRuns,
+		Aliases:      []string{"fetch"},
+		Usage:        "copy a run's results from the cluster and summarize them",
+		ArgsUsage:    "[RUN...]",
 		Description: `Copies each run's directory from the cluster into <results-dir>/<run-id>/: the spec
 (as written and resolved), every stage's history.csv, metrics.json and evaluation.json,
 the job logs, and the best checkpoint of each stage. The trainer program and the resume

@@ -25,9 +25,10 @@ type logsOptions struct {
 
 func logsCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "logs",
-		Usage:     "print a stage's job log",
-		ArgsUsage: "RUN",
+		Name:         "logs",
+		BashComplete: completeRuns,
+		Usage:        "print a stage's job log",
+		ArgsUsage:    "RUN",
 		Description: `Prints <run-dir>/logs/<job-name>-<job-id>.out (or .err with --err) of one stage: --stage,
 else the latest stage that has started. --follow keeps printing as the job writes, until
 the job ends.

@@ -34,9 +34,10 @@ const minInterval = time.Second
 
 func statusCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:      "status",
-		Usage:     "show where runs and their stages stand",
-		ArgsUsage: "[RUN...]",
+		Name:         "status",
+		BashComplete: completeRuns,
+		Usage:        "show where runs and their stages stand",
+		ArgsUsage:    "[RUN...]",
 		Description: `One table of runs and stages: state (PENDING with its reason, RUNNING, COMPLETED,
 FAILED, CANCELLED, TIMEOUT, ...), job id, node, elapsed time, exit code, epochs done of
 the stage's total and best validation accuracy so far; for a failed stage, the tail of
