@@ -39,7 +39,8 @@ scripts/trainer-venv.sh tf215
 scripts/trainer-venv.sh tfcur
 
 step "gofmt, go vet, staticcheck"
-unformatted=$(gofmt -l $(git ls-files '*.go'))
+mapfile -t gofiles < <(git ls-files '*.go')
+unformatted=$(gofmt -l "${gofiles[@]}")
 if [ -n "$unformatted" ]; then
     echo "gofmt would change:" >&2
     echo "$unformatted" >&2

@@ -58,6 +58,8 @@ type runsRow struct {
 	Host        string    `json:"host,omitempty"`
 	RunDir      string    `json:"run_dir"`
 	Jobs        []string  `json:"jobs"`
+	// Trials is a sweep's number of trials.
+	Trials int `json:"trials,omitempty"`
 }
 
 func runRuns(ctx context.Context, e *env, o runsOptions) error {
@@ -93,7 +95,8 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		if o.state != "" && state != o.state {
 			continue
 		}
-		row := runsRow{ID: r.ID, State: state, SubmittedAt: r.SubmittedAt, Spec: r.SpecFile, Executor: r.Executor, Host: r.Host, RunDir: r.RunDir, Jobs: []string{}}
+		row := runsRow{ID: r.ID, State: state, SubmittedAt: r.SubmittedAt, Spec: r.SpecFile, Executor: r.Executor, Host: r.Host, RunDir: r.RunDir, Jobs: []string{},
+			Trials: r.Trials}
 		for _, s := range r.Stages {
 			row.Jobs = append(row.Jobs, s.JobIDs()...)
 		}
@@ -115,7 +118,11 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 	}
 	tw := newTable("run", "state", "submitted", "executor", "jobs", "run dir")
 	for _, r := range rows {
-		tw.AppendRow([]any{r.ID, r.State, r.SubmittedAt.Local().Format("2006-01-02 15:04"), executorName(r), strings.Join(r.Jobs, ","), r.RunDir})
+		jobs := strings.Join(r.Jobs, ",")
+		if r.Trials > 0 {
+			jobs += fmt.Sprintf(" (sweep of %d trials)", r.Trials)
+		}
+		tw.AppendRow([]any{r.ID, r.State, r.SubmittedAt.Local().Format("2006-01-02 15:04"), executorName(r), jobs, r.RunDir})
 	}
 	renderTable(e.stdout, tw)
 	return nil

@@ -119,6 +119,9 @@ sweep:
 	if _, errs, code := asHpctl(t, dir, "logs", sub.RunID, "--trial", "3"); code != exitUsage || !strings.Contains(errs, "trials 0 to 2") {
 		t.Errorf("logs --trial 3: exit %d %s", code, errs)
 	}
+	if out, _, _ := asHpctl(t, dir, "runs"); !strings.Contains(out, "(sweep of 3 trials)") {
+		t.Errorf("runs does not say the run is a sweep:\n%s", out)
+	}
 	if out, errs, code := asHpctl(t, dir, "cancel", sub.RunID, "--trial", "0"); code != 0 || !strings.Contains(out, "trial 0 of run "+sub.RunID+" had already ended") {
 		t.Errorf("cancel --trial 0: exit %d %q %s", code, out, errs)
 	}
