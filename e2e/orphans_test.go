@@ -116,7 +116,13 @@ stages:
 	t.Logf("%d runs recorded: %d submitted, %d settled as failed", len(st), done, failed)
 	for id, dir := range jobsUnder(t, c, workdir, executor) {
 		if _, ok := known[id]; !ok {
-			t.Errorf("job %s (run directory %s) is known to no run", id, dir)
+			rec := "no run records that directory"
+			for _, s := range st {
+				if s.Run.RunDir == dir {
+					rec = fmt.Sprintf("its run is %s %q, stages %+v", s.Run.Status, s.Run.Error, s.Run.Stages)
+				}
+			}
+			t.Errorf("job %s (run directory %s) is known to no run; %s", id, dir, rec)
 		}
 	}
 	if left, _ := filepath.Glob(filepath.Join(workdir, ".*.staging-*")); len(left) > 0 {

@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/transport"
 )
+
+// settleGrace is how long after an interrupted submission's last sbatch began its
+// outcome is settled: the controller answers an sbatch within milliseconds, and a busy
+// one within a second or two.
+var settleGrace = 3 * time.Second
 
 // Reconcile settles the runs left "submitting" by a submitter that is gone (killed, its
 // machine rebooted): their submission lock is free (registry.Store.Held). The jobs it
@@ -35,6 +41,22 @@ func Reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg
 	}
 	if len(stale) == 0 {
 		return out, nil
+	}
+	// A submitter killed while sbatch was talking to the controller leaves a request the
+	// controller may still turn into a job a moment later: wait that out, so the jobs
+	// are all there to find.
+	var last time.Time
+	for _, i := range stale {
+		if q := out[i].QueueingAt; q.After(last) {
+			last = q
+		}
+	}
+	if wait := time.Until(last.Add(settleGrace)); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return out, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 	var found []jobs.Found
 	if f, ok := ex.(jobs.Finder); ok {

@@ -122,6 +122,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	}
 	defer release()
 	sub.Run.Status = registry.RunSubmitting
+	sub.Run.QueueingAt = time.Now().UTC()
 	if err := reg.Put(ctx, sub.Run); err != nil {
 		return sub, fmt.Errorf("submit: record the run before staging it (nothing was staged or queued): %w", err)
 	}
@@ -159,6 +160,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 				rs.Arrays = append(rs.Arrays, registry.ArrayJob{JobID: id, First: part.First, Count: part.Count})
 			}
 			if i < len(plan.Stages)-1 || c < len(parts)-1 {
+				sub.Run.QueueingAt = time.Now().UTC()
 				if err := reg.Put(ctx, sub.Run); err != nil {
 					return sub, abandon(ctx, ex, reg, &sub.Run, queued, fmt.Errorf("submit: record job %s: %w", id, err))
 				}

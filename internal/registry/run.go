@@ -21,9 +21,13 @@ type Run struct {
 	// Status is the submission's outcome: "submitted", or "failed" with Error saying why
 	// (jobs already queued were cancelled); "submitting" while jobs are being queued (or
 	// when hpctl died doing so). Job states come from the executor.
-	Status       string     `json:"status"`
-	Error        string     `json:"error,omitempty"`
-	SubmittedAt  time.Time  `json:"submitted_at"`
+	Status      string    `json:"status"`
+	Error       string    `json:"error,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+	// QueueingAt is when the submitter last recorded the run before asking the
+	// scheduler for a job: an interrupted submission's last sbatch may still become a
+	// job for a moment after that, which settling it waits out.
+	QueueingAt   time.Time  `json:"queueing_at,omitzero"`
 	HpctlVersion string     `json:"hpctl_version"`
 	Stages       []RunStage `json:"stages"`
 	// Trials is a sweep's number of trials (trials/0 .. trials/N-1 in the run
