@@ -30,14 +30,7 @@ func BenchmarkSubmit(b *testing.B) {
 	ex := slurm.New(tr, slurm.Options{})
 
 	b.Run("raw-sbatch", func(b *testing.B) {
-		dir := b.TempDir()
-		for _, n := range []string{"one", "two"} {
-			script := "#!/bin/bash\n#SBATCH --job-name=bench-" + n + "\n#SBATCH --output=" + dir + "/%x-%j.out\n" +
-				"#SBATCH --mem=64M\n#SBATCH --cpus-per-task=1\n#SBATCH --time=5\ntrue\n"
-			if err := os.WriteFile(filepath.Join(dir, n+".sh"), []byte(script), 0o755); err != nil {
-				b.Fatal(err)
-			}
-		}
+		dir := rawScripts(b, "")
 		chain := `set -e
 a=$(sbatch --parsable "$1/one.sh")
 b=$(sbatch --parsable --dependency=afterok:$a --kill-on-invalid-dep=yes "$1/two.sh")
@@ -217,4 +210,18 @@ func BenchmarkStatusSweep(b *testing.B) {
 			}
 		}
 	})
+}
+
+// rawScripts writes the baselines' one.sh and two.sh, trivial jobs with extra #SBATCH
+// lines, and returns their directory.
+func rawScripts(b *testing.B, extra string) string {
+	dir := b.TempDir()
+	for _, n := range []string{"one", "two"} {
+		script := "#!/bin/bash\n#SBATCH --job-name=bench-" + n + "\n#SBATCH --output=" + dir + "/%x-%j.out\n" +
+			"#SBATCH --mem=64M\n#SBATCH --cpus-per-task=1\n#SBATCH --time=5\n" + extra + "true\n"
+		if err := os.WriteFile(filepath.Join(dir, n+".sh"), []byte(script), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -272,8 +273,13 @@ func TestStatusOfThousandJobs(t *testing.T) {
 	if slurmCalls > 2 || c["squeue"] != 1 {
 		t.Fatalf("status of 1,000 jobs ran %d Slurm commands (%v); want at most 2", slurmCalls, c)
 	}
-	if c["sh"] > 1 {
-		t.Fatalf("status read the run directories with %d commands; want 1", c["sh"])
+	// Every run's markers and history are read by one awk process, and nothing else runs.
+	reads := c["awk"]
+	delete(c, "squeue")
+	delete(c, "sacct")
+	delete(c, "awk")
+	if reads != 1 || len(c) > 0 {
+		t.Fatalf("status read the run directories with %d awk and also ran %v; want one awk and nothing else", reads, c)
 	}
 	if st[0].State != jobs.StateCompleted || len(st) != 500 {
 		t.Fatalf("status: %d runs, first %+v", len(st), st[0])
@@ -477,5 +483,34 @@ func TestSubmitPutsWeightsInTheCache(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(cache); len(entries) != 0 {
 		t.Errorf("the corrupt download left files in the cache: %v", entries)
+	}
+}
+
+// A job killed hard (SIGKILL to its batch shell: no finished marker, as after a node
+// failure) is FAILED in Slurm's word, and status still shows the tail of its log: the
+// second, small read that a failure without a marker gets.
+func TestStageKilledHardShowsItsLog(t *testing.T) {
+	testenv.RequireSlurm(t)
+	f := newFixture(t, `echo "started the long part" >&2; sleep 120`, `true`)
+	run := f.submit(t)
+	errLog := filepath.Join(run.RunDir, "logs", "pipe-one-"+run.Stages[0].JobID+".err")
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if b, _ := os.ReadFile(errLog); strings.Contains(string(b), "started the long part") {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatal("stage one did not start")
+		}
+	}
+	if out, err := exec.Command("scancel", "--batch", "--signal=KILL", run.Stages[0].JobID).CombinedOutput(); err != nil {
+		t.Fatalf("scancel: %v %s", err, out)
+	}
+	st := f.waitRun(t, run, "ended", ended)
+	one := st.Stages[0]
+	if !one.State.Failed() || !strings.Contains(one.LogTail, "started the long part") {
+		t.Fatalf("stage one killed hard: %s (%s), log tail %q", one.State, one.Reason, one.LogTail)
+	}
+	if _, err := os.Stat(filepath.Join(run.RunDir, "stages", "one", ".hpctl", "finished")); err == nil {
+		t.Error("the killed job wrote a finished marker; the test no longer kills it hard")
 	}
 }
