@@ -8,6 +8,11 @@ import (
 // FuzzParse feeds arbitrary bytes to the spec loader: it must never panic, and whatever it
 // accepts must validate without panicking and plan when valid.
 func FuzzParse(f *testing.F) {
+	// Each input stays cheap: a sweep of thousands of trials validates thousands of specs,
+	// and a slow input stalled the bounded run in CI (context deadline exceeded).
+	old := trialLimit
+	trialLimit = 64
+	f.Cleanup(func() { trialLimit = old })
 	for _, tc := range malformed {
 		f.Add([]byte(tc.src))
 	}

@@ -14,6 +14,10 @@ import (
 // plus the explicit trials. Beyond it a sweep is a job for a sweep service, not a spec.
 const MaxTrials = 10000
 
+// trialLimit is MaxTrials, lowered by the fuzzer so that each of its inputs stays cheap
+// (a 10,000-trial sweep validates 10,000 specs).
+var trialLimit = MaxTrials
+
 // Sweep is a spec's `sweep:` section, expanded: every trial is the spec with its values
 // applied, decoded and (by Validate) validated as a whole spec.
 type Sweep struct {
@@ -223,7 +227,7 @@ func (d *decoder) sweep(root, keyN, n *yaml.Node, base *Spec) *Sweep {
 		prod := 1
 		for _, g := range grid {
 			prod *= len(g)
-			if prod > MaxTrials {
+			if prod > trialLimit {
 				break
 			}
 		}
@@ -233,8 +237,8 @@ func (d *decoder) sweep(root, keyN, n *yaml.Node, base *Spec) *Sweep {
 	case total == 0:
 		d.errorf(keyN, "sweep", "sweep: give a grid of values to try or a list of trials")
 		return nil
-	case total > MaxTrials:
-		d.errorf(keyN, "sweep", "sweep: more than %d trials; sweep fewer values, or split the sweep into several specs", MaxTrials)
+	case total > trialLimit:
+		d.errorf(keyN, "sweep", "sweep: more than %d trials; sweep fewer values, or split the sweep into several specs", trialLimit)
 		return nil
 	}
 	var combos [][]override

@@ -68,7 +68,7 @@ step "end-to-end test on TensorFlow 2.7 / Python 3.8 (the NVIDIA 22.02 container
 HPCTL_TEST_PYTHON="$PWD/.venv-tf27/bin/python" go test -count=1 -timeout 20m -run '^TestPipelineEndToEnd$' ./e2e
 
 step "fuzz the spec loader and the results readers (bounded)"
-go test ./experiment -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}"
+go test ./experiment -run '^$' -fuzz FuzzParse -fuzztime "${HPCTL_FUZZTIME:-20s}" -fuzzminimizetime 5s
 # history.csv, metrics.json and evaluation.json as a diverged or damaged run leaves them
 # (nan, inf, 1e308, ragged rows, binary): one -fuzz target per go test run.
 go test ./pipeline/results -run '^$' -fuzz '^FuzzReadHistory$' -fuzztime "${HPCTL_FUZZTIME_READERS:-15s}"
