@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hpctl/hpctl/internal/suggest"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -418,7 +420,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 		idx, ok := fields[key]
 		if !ok {
 			msg := fmt.Sprintf("%s: unknown key", displayPath(p))
-			if s := suggest(key, names); s != "" {
+			if s := suggestKey(key, names); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
 				sort.Strings(names)
@@ -439,11 +441,11 @@ func displayPath(p string) string {
 	return p
 }
 
-// suggest returns the known name closest to key when it is close enough to be a typo.
-func suggest(key string, known []string) string {
+// suggestKey returns the known name closest to key when it is close enough to be a typo.
+func suggestKey(key string, known []string) string {
 	best, bestD := "", 1<<30
 	for _, k := range known {
-		if d := levenshtein(strings.ToLower(key), k); d < bestD {
+		if d := suggest.Distance(strings.ToLower(key), k); d < bestD {
 			best, bestD = k, d
 		}
 	}
@@ -455,25 +457,4 @@ func suggest(key string, known []string) string {
 		return best
 	}
 	return ""
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

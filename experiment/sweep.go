@@ -210,7 +210,7 @@ func (d *decoder) sweep(root, keyN, n *yaml.Node, base *Spec) *Sweep {
 			}
 		default:
 			msg := fmt.Sprintf("sweep.%s: unknown key", k.Value)
-			if s := suggest(k.Value, []string{"grid", "trials", "max_parallel"}); s != "" {
+			if s := suggestKey(k.Value, []string{"grid", "trials", "max_parallel"}); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
 				msg += " (known here: grid, max_parallel, trials)"
@@ -347,7 +347,7 @@ func (d *decoder) sweepPath(k *yaml.Node, where string, stages []string) ([]stri
 		f, names := fieldByTag(t, seg)
 		if f == nil {
 			msg := fmt.Sprintf("sweep: %s: unknown key %q", k.Value, seg)
-			if s := suggest(seg, names); s != "" {
+			if s := suggestKey(seg, names); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", strings.Join(append(append([]string{}, segs[:i]...), s), "."))
 			}
 			d.errorf(k, where, "%s", msg)
@@ -366,7 +366,7 @@ func (d *decoder) sweepPath(k *yaml.Node, where string, stages []string) ([]stri
 			}
 			if !found {
 				msg := fmt.Sprintf("sweep: %s: the spec has no stage %q", k.Value, name)
-				if s := suggest(name, stages); s != "" {
+				if s := suggestKey(name, stages); s != "" {
 					msg += fmt.Sprintf("; did you mean %q?", "stages."+s)
 				} else {
 					msg += " (stages: " + strings.Join(stages, ", ") + ")"

@@ -276,7 +276,7 @@ func (c *checker) path(path, v string, required bool) {
 
 func (c *checker) oneOf(path, v string, allowed []string) {
 	msg := fmt.Sprintf("%q is not one of %s", v, strings.Join(allowed, ", "))
-	if s := suggest(v, allowed); s != "" && v != "" {
+	if s := suggestKey(v, allowed); s != "" && v != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	c.add(path, "%s", msg)
@@ -581,7 +581,7 @@ func (c *checker) stages() {
 			dp := fmt.Sprintf("%s.depends_on[%d]", p, j)
 			if _, ok := index[dep]; !ok {
 				msg := fmt.Sprintf("no stage is called %q", dep)
-				if sug := suggest(dep, names); sug != "" {
+				if sug := suggestKey(dep, names); sug != "" {
 					msg += fmt.Sprintf("; did you mean %q?", sug)
 				}
 				c.add(dp, "%s", msg)

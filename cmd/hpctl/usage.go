@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/hpctl/hpctl/internal/suggest"
 	"github.com/urfave/cli/v2"
 )
 
@@ -35,7 +36,7 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 			}
 		}
 		msg = "unknown flag " + typed
-		if near := nearest(typed, names); near != "" {
+		if near := suggest.Nearest(typed, names); near != "" {
 			msg += " (did you mean " + near + "?)"
 		}
 	}
@@ -60,7 +61,7 @@ func commandNotFound(e *env) cli.CommandNotFoundFunc {
 			}
 		}
 		msg := fmt.Sprintf("unknown command %q", name)
-		if near := nearest(name, names); near != "" {
+		if near := suggest.Nearest(name, names); near != "" {
 			msg += " (did you mean " + near + "?)"
 		}
 		where := helpName(c)
@@ -100,53 +101,4 @@ func dashed(name string) string {
 		return "-" + name
 	}
 	return "--" + name
-}
-
-// nearest returns the candidate closest to typed when it is close enough to be what was
-// meant (a transposition, a missing or extra letter or two, or a prefix), else "".
-func nearest(typed string, candidates []string) string {
-	best, bestD := "", -1
-	bare := strings.TrimLeft(typed, "-")
-	for _, c := range candidates {
-		cb := strings.TrimLeft(c, "-")
-		d := editDistance(bare, cb)
-		if len(bare) >= 2 && strings.HasPrefix(cb, bare) {
-			d = 1
-		}
-		// At most one edit in three letters: "-x" is not "-o", "stauts" is "status".
-		if 3*d > max(len(bare), len(cb)) {
-			continue
-		}
-		if bestD < 0 || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions, deletions,
-// substitutions and transpositions of adjacent letters each count one.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }
