@@ -62,7 +62,9 @@ type Loaded struct {
 	Source []byte
 	// Sweep is the expanded `sweep:` section; nil for a spec that runs one trial.
 	Sweep *Sweep
-	pos   map[string]Pos
+	// Site are the site settings the spec took (LoadWith), in the order given.
+	Site []SiteValue
+	pos  map[string]Pos
 }
 
 // PosOf returns where path (for example "stages[1].epochs") was written, falling back to

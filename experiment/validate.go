@@ -19,6 +19,10 @@ import (
 
 // Load reads, decodes and validates a spec file. Every problem is reported at once.
 func Load(file string) (*Loaded, error) {
+	return load(file, nil)
+}
+
+func load(file string, site []SiteValue) (*Loaded, error) {
 	src, err := readSpec(file)
 	if err != nil {
 		return nil, &SpecError{Problems: []Problem{{File: file, Msg: fmt.Sprintf("cannot read the spec: %v", unwrapPathError(err))}}}
@@ -31,11 +35,14 @@ func Load(file string) (*Loaded, error) {
 	if se, ok := err.(*SpecError); ok {
 		problems = se.Problems
 	}
+	if err := l.applySite(site); err != nil {
+		return nil, err
+	}
 	if verr := l.Validate(); verr != nil {
 		covered := decodedPaths(problems)
 		for _, vp := range verr.(*SpecError).Problems {
 			if !covered.covers(vp.path) {
-				problems = append(problems, vp)
+				problems = append(problems, l.siteProblem(vp))
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hpctl/hpctl/internal/config"
 )
 
 // hpctl runs the real command line in-process, as main would, with a private state and
@@ -30,11 +32,21 @@ func isolate(t *testing.T) string {
 	dir := t.TempDir()
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	t.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
-	for _, k := range []string{"HPCTL_LOG_LEVEL", "HPCTL_LOG_FORMAT", "HPCTL_CONFIG", "HPCTL_HOST", "HPCTL_STATE_DIR"} {
+	// Every setting's variable, so that the machine's own (HPCTL_PARTITION=...) cannot
+	// leak into a test.
+	for _, k := range append([]string{"HPCTL_CONFIG"}, mapEnv(config.Keys)...) {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
 	return dir
+}
+
+func mapEnv(keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		out = append(out, config.EnvName(k))
+	}
+	return out
 }
 
 func TestValidateReportsEveryProblemWithPosition(t *testing.T) {

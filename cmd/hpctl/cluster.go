@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/jedib0t/go-pretty/v6/table"
 
+	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/config"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/jobs/local"
@@ -28,10 +32,33 @@ func (e *env) openRegistry(ctx context.Context) (*registry.Registry, error) {
 	return r, nil
 }
 
-// newTransport reaches the cluster: over ssh when host is set (--host, HPCTL_HOST, the
-// settings file, or the spec's cluster.host, in that order), else on this machine.
+// loadSpec loads and validates a spec with the site settings (partition, account,
+// image, ...) filling the keys it leaves out: the spec wins over settings. A --host flag
+// is not a default but an override, applied by newTransport.
+func (e *env) loadSpec(file string) (*experiment.Loaded, error) {
+	var site []experiment.SiteValue
+	values := e.settings.Site()
+	for _, key := range slices.Sorted(maps.Keys(config.SiteSpecKeys)) {
+		if key == "host" && e.settings.IsFlag(key) {
+			continue
+		}
+		site = append(site, experiment.SiteValue{Key: config.SiteSpecKeys[key], Value: values[key], From: e.settings.From(key)})
+	}
+	l, err := experiment.LoadWith(file, site)
+	if err != nil {
+		return nil, err
+	}
+	for _, sv := range l.Site {
+		e.log.Debug().Str("key", sv.Key).Str("value", sv.Value).Str("from", sv.From).Msg("site setting fills a key the spec leaves out")
+	}
+	return l, nil
+}
+
+// newTransport reaches the cluster: over ssh when host is set, else on this machine.
+// host is the spec's cluster.host (which the host setting fills when the spec has none)
+// or a run's recorded host; a --host flag wins over both.
 func (e *env) newTransport(host string) transport.Transport {
-	if e.settings.Host != "" {
+	if e.settings.IsFlag("host") {
 		host = e.settings.Host
 	}
 	var t transport.Transport

@@ -53,7 +53,7 @@ Examples:
 }
 
 func runRender(ctx context.Context, e *env, o renderOptions) error {
-	l, err := experiment.Load(o.spec)
+	l, err := e.loadSpec(o.spec)
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,14 @@ type submitResult struct {
 	Jobs     []submitResultJb  `json:"jobs"`
 	Files    []string          `json:"files,omitempty"`
 	Scripts  map[string]string `json:"scripts,omitempty"`
+	// Site lists the spec keys that site settings filled, and from where.
+	Site []siteValue `json:"site_settings,omitempty"`
+}
+
+type siteValue struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	From  string `json:"from"`
 }
 
 type submitResultJb struct {
@@ -75,7 +83,7 @@ type submitResultJb struct {
 }
 
 func runSubmit(ctx context.Context, e *env, o submitOptions) error {
-	l, err := experiment.Load(o.spec)
+	l, err := e.loadSpec(o.spec)
 	if err != nil {
 		return err
 	}
@@ -106,6 +114,9 @@ func runSubmit(ctx context.Context, e *env, o submitOptions) error {
 		return err
 	}
 	res := submitResult{RunID: sub.Run.ID, RunDir: sub.Run.RunDir, Executor: sub.Run.Executor, DryRun: o.dryRun}
+	for _, sv := range l.Site {
+		res.Site = append(res.Site, siteValue(sv))
+	}
 	for _, s := range sub.Run.Stages {
 		res.Jobs = append(res.Jobs, submitResultJb{Stage: s.Name, JobID: s.JobID, DependsOn: s.DependsOn})
 	}
@@ -152,6 +163,14 @@ func printDryRun(e *env, sub *pipeline.Submission, res submitResult) error {
 			st.Resources.CPUsPerTask, st.Resources.Mem, st.Resources.Partition, strings.Join(st.Command, " ")})
 	}
 	renderTable(e.stdout, tw)
+	if len(res.Site) > 0 {
+		fmt.Fprintln(e.stdout, "\nfrom your settings (the spec does not set these keys; a key in the spec wins):")
+		ts := newTable("key", "value", "from")
+		for _, sv := range res.Site {
+			ts.AppendRow([]any{sv.Key, sv.Value, sv.From})
+		}
+		renderTable(e.stdout, ts)
+	}
 	if n := len(p.Trials); n > 0 {
 		fmt.Fprintf(e.stdout, "\nsweep: %d trials, each stage one array job", n)
 		if p.MaxParallel > 0 {

@@ -36,7 +36,7 @@ Examples:
 func runValidate(e *env, o validateOptions) error {
 	var all experiment.SpecError
 	for _, f := range o.specs {
-		l, err := experiment.Load(f)
+		l, err := e.loadSpec(f)
 		if err != nil {
 			se, ok := err.(*experiment.SpecError)
 			if !ok {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/weights"
 )
 
@@ -55,7 +54,7 @@ Examples:
 }
 
 func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
-	l, err := experiment.Load(o.spec)
+	l, err := e.loadSpec(o.spec)
 	if err != nil {
 		return err
 	}

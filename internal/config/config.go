@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/hpctl/hpctl/internal/suggest"
 	"github.com/spf13/viper"
 )
 
@@ -25,12 +29,72 @@ type Settings struct {
 	ControlDir   string        `mapstructure:"control-dir"`
 	SSHConfig    string        `mapstructure:"ssh-config"`
 	PollInterval time.Duration `mapstructure:"poll-interval"`
+
+	// Site defaults: values for spec keys a spec leaves out (see SiteSpecKeys).
+	Workdir          string `mapstructure:"workdir"`
+	Partition        string `mapstructure:"partition"`
+	Account          string `mapstructure:"account"`
+	QOS              string `mapstructure:"qos"`
+	ContainerRuntime string `mapstructure:"container-runtime"`
+	ContainerImage   string `mapstructure:"container-image"`
+	WeightsCache     string `mapstructure:"weights-cache"`
+
 	// File is the settings file that was read, if any.
 	File string `mapstructure:"-"`
+	// from says where each setting's value came from (see From).
+	from map[string]string
 }
 
 // Keys lists every setting, for flags and documentation.
-var Keys = []string{"log-level", "log-format", "state-dir", "results-dir", "host", "executor", "control-dir", "ssh-config", "poll-interval"}
+var Keys = []string{"log-level", "log-format", "state-dir", "results-dir", "host", "executor", "control-dir", "ssh-config", "poll-interval",
+	"workdir", "partition", "account", "qos", "container-runtime", "container-image", "weights-cache"}
+
+// SiteSpecKeys maps the settings that fill a spec's missing keys to those spec keys. The
+// spec wins over them; host is one of them for a spec (a --host flag still wins over the
+// spec's cluster.host).
+var SiteSpecKeys = map[string]string{
+	"host":              "cluster.host",
+	"workdir":           "workdir",
+	"partition":         "slurm.partition",
+	"account":           "slurm.account",
+	"qos":               "slurm.qos",
+	"container-runtime": "container.runtime",
+	"container-image":   "container.image",
+	"weights-cache":     "model.weights_cache",
+}
+
+// Site returns the site settings' values by setting name (see SiteSpecKeys).
+func (s Settings) Site() map[string]string {
+	return map[string]string{
+		"host": s.Host, "workdir": s.Workdir, "partition": s.Partition, "account": s.Account, "qos": s.QOS,
+		"container-runtime": s.ContainerRuntime, "container-image": s.ContainerImage, "weights-cache": s.WeightsCache,
+	}
+}
+
+// Origin kinds, the start of what From returns.
+const (
+	FromFlag    = "flag"
+	FromEnv     = "environment"
+	FromFile    = "settings file"
+	FromDefault = "default"
+)
+
+// From says where a setting's value came from: "flag --host", "environment HPCTL_HOST",
+// "settings file /home/me/.config/hpctl/config.yaml", or "default".
+func (s Settings) From(key string) string {
+	if f, ok := s.from[key]; ok {
+		return f
+	}
+	return FromDefault
+}
+
+// FromFlag reports whether the setting was given on the command line.
+func (s Settings) IsFlag(key string) bool { return strings.HasPrefix(s.From(key), FromFlag) }
+
+// EnvName is the HPCTL_* variable of a setting.
+func EnvName(key string) string {
+	return "HPCTL_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
 
 // DefaultFile is $XDG_CONFIG_HOME/hpctl/config.yaml (~/.config/hpctl/config.yaml).
 func DefaultFile() string {
@@ -65,6 +129,11 @@ func Load(file string, flags map[string]string) (Settings, error) {
 	v.SetDefault("control-dir", "")
 	v.SetDefault("ssh-config", "")
 	v.SetDefault("poll-interval", "10s")
+	for _, k := range Keys {
+		if !v.IsSet(k) {
+			v.SetDefault(k, "")
+		}
+	}
 	v.SetEnvPrefix("HPCTL")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
@@ -85,20 +154,35 @@ func Load(file string, flags map[string]string) (Settings, error) {
 		read = file
 		for _, k := range v.AllKeys() {
 			if !known(k) {
-				return Settings{}, fmt.Errorf("settings file %s: unknown setting %q (known: %s)", file, k, strings.Join(Keys, ", "))
+				hint := ""
+				if near := suggest.Nearest(k, Keys); near != "" {
+					hint = fmt.Sprintf("; did you mean %q?", near)
+				}
+				return Settings{}, fmt.Errorf("settings file %s: unknown setting %q%s (known: %s)", file, k, hint, strings.Join(Keys, ", "))
 			}
 		}
 	}
 	for k, val := range flags {
 		v.Set(k, val)
 	}
+	from := map[string]string{}
+	for _, k := range Keys {
+		switch _, env := os.LookupEnv(EnvName(k)); {
+		case flags[k] != "":
+			from[k] = FromFlag + " --" + k
+		case env:
+			from[k] = FromEnv + " " + EnvName(k)
+		case read != "" && v.InConfig(k):
+			from[k] = FromFile + " " + read
+		}
+	}
 	var s Settings
-	if err := v.Unmarshal(&s); err != nil {
+	if err := v.Unmarshal(&s, viper.DecodeHook(durationHook(from))); err != nil {
 		return Settings{}, fmt.Errorf("settings: %w", err)
 	}
-	s.File = read
+	s.File, s.from = read, from
 	if s.PollInterval < time.Second {
-		return Settings{}, fmt.Errorf("settings: poll-interval %s is below 1s; Slurm's man pages ask tools not to poll in tight loops", s.PollInterval)
+		return Settings{}, fmt.Errorf("settings: poll-interval %s (%s) is below 1s; Slurm's man pages ask tools not to poll in tight loops", s.PollInterval, s.From("poll-interval"))
 	}
 	switch s.Executor {
 	case "", "auto", "slurm", "local":
@@ -108,6 +192,31 @@ func Load(file string, flags map[string]string) (Settings, error) {
 	return s, nil
 }
 
+// durationHook reads durations the one way hpctl reads them everywhere (flags included):
+// with a unit. A bare number is refused, not taken as nanoseconds (what viper and
+// time.Duration would do with "poll-interval: 5") nor guessed to be seconds.
+func durationHook(from map[string]string) mapstructure.DecodeHookFuncType {
+	return func(_ reflect.Type, to reflect.Type, data any) (any, error) {
+		if to != reflect.TypeOf(time.Duration(0)) {
+			return data, nil
+		}
+		var text string
+		switch d := data.(type) {
+		case string:
+			text = d
+		case int, int64, uint, uint64, float64, float32, int32:
+			text = fmt.Sprint(d)
+		default:
+			return data, nil
+		}
+		dur, err := ParseDuration(text)
+		if err != nil {
+			return nil, err
+		}
+		return dur, nil
+	}
+}
+
 func known(k string) bool {
 	for _, x := range Keys {
 		if x == k {
@@ -115,4 +224,19 @@ func known(k string) bool {
 		}
 	}
 	return false
+}
+
+// ParseDuration reads a duration as every hpctl setting and flag takes one: a number with
+// a unit (30s, 5m, 1h30m). A bare number is an error that says how to write it, so that
+// "5" is never read as five nanoseconds.
+func ParseDuration(text string) (time.Duration, error) {
+	t := strings.TrimSpace(text)
+	if _, err := strconv.ParseFloat(t, 64); err == nil {
+		return 0, fmt.Errorf("%q has no unit; write it as %ss (seconds), or with m or h", text, t)
+	}
+	d, err := time.ParseDuration(t)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (write 30s, 5m or 1h30m)", text)
+	}
+	return d, nil
 }
