@@ -66,6 +66,10 @@ type Augment struct {
 // Training holds options that apply to every training stage.
 type Training struct {
 	MixedPrecision bool `yaml:"mixed_precision" json:"mixed_precision"`
+	// CPUFallback lets a stage that asked for GPUs train on the CPU when TensorFlow sees
+	// none. Off, the trainer fails such a stage: a container without its GPU flags, or
+	// an image without CUDA, would otherwise train silently for days on the CPU.
+	CPUFallback bool `yaml:"cpu_fallback" json:"cpu_fallback"`
 }
 
 // Slurm holds the resources and directives of every stage's job; a stage may override

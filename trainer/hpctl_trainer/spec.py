@@ -17,7 +17,7 @@ REQUIRED = {
     "data": ("train", "val", "image_size", "batch_size", "cache", "shuffle_buffer"),
     "model": ("backbone", "weights", "weights_cache", "allow_download", "dropout"),
     "augment": ("rotation", "zoom", "width_shift", "height_shift", "horizontal_flip", "vertical_flip"),
-    "training": ("mixed_precision",),
+    "training": ("mixed_precision", "cpu_fallback"),
 }
 STAGE_REQUIRED = ("name", "init_from", "unfreeze_layers", "epochs", "steps_per_epoch",
                   "validation_steps", "optimizer", "gpus", "paths")

@@ -23,6 +23,34 @@ def _seed(seed):
     tf.random.set_seed(seed)
 
 
+def check_gpus(stage_name, asked, cpu_fallback, seen=None):
+    """Fails a stage that asked for GPUs and sees none, unless the spec allows the CPU.
+
+    A runtime that was not given the GPUs (podman before 5 ignores --gpus), or an image
+    whose TensorFlow has no CUDA, would otherwise train on the CPU for days, silently.
+    """
+    if asked <= 0:
+        return
+    if seen is None:
+        seen = compat.gpu_names()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    given = "CUDA_VISIBLE_DEVICES=%s" % (visible if visible is not None else "(unset)")
+    if not seen:
+        if cpu_fallback:
+            print("trainer: warning: stage %s asked for %d GPU(s) and TensorFlow sees none (%s); "
+                  "training on the CPU, as training.cpu_fallback allows" % (stage_name, asked, given),
+                  file=sys.stderr)
+            return
+        raise InputError(
+            "stage %s asked for %d GPU(s) but TensorFlow %s sees none (%s; built with CUDA: %s): "
+            "the container runtime did not pass the GPUs in, or the image has no GPU build of "
+            "TensorFlow. Set training.cpu_fallback: true in the spec to train on the CPU instead"
+            % (stage_name, asked, tf.__version__, given, tf.test.is_built_with_cuda()))
+    if len(seen) < asked:
+        print("trainer: warning: stage %s asked for %d GPU(s); TensorFlow sees %d (%s): %s"
+              % (stage_name, asked, len(seen), given, ", ".join(seen)), file=sys.stderr)
+
+
 def run(spec, stage_name, run_dir):
     st_spec = stage_spec(spec, stage_name)
     paths = stage_paths(spec, stage_name, run_dir)
@@ -38,6 +66,7 @@ def run(spec, stage_name, run_dir):
     d = spec["data"]
     image_size = d["image_size"]
     compat.set_mixed_precision(bool(spec["training"]["mixed_precision"]))
+    check_gpus(stage_name, int(st_spec["gpus"] or 0), bool(spec["training"]["cpu_fallback"]))
 
     gpus = int(st_spec["gpus"] or 1)
     if gpus > 1:

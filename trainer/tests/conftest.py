@@ -71,15 +71,15 @@ def make_spec(run_dir, data, backbone="tinycnn", weights="none", size=32, frozen
                        "allow_download": False, "dropout": 0.0}, **model_extra),
         "augment": {"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
                     "horizontal_flip": True, "vertical_flip": False},
-        "training": {"mixed_precision": False},
+        "training": {"mixed_precision": False, "cpu_fallback": False},
         "stages": [
             {"name": "frozen", "depends_on": [], "init_from": "", "unfreeze_layers": 0,
              "epochs": frozen_epochs, "steps_per_epoch": steps, "validation_steps": 0,
-             "optimizer": {"name": "adam", "learning_rate": 0.01}, "gpus": 1, "command": [],
+             "optimizer": {"name": "adam", "learning_rate": 0.01}, "gpus": 0, "command": [],
              "paths": stage_paths("frozen")},
             {"name": "finetune", "depends_on": ["frozen"], "init_from": "frozen", "unfreeze_layers": -1,
              "epochs": finetune_epochs, "steps_per_epoch": steps, "validation_steps": 0,
-             "optimizer": {"name": "adam", "learning_rate": 0.003}, "gpus": 1, "command": [],
+             "optimizer": {"name": "adam", "learning_rate": 0.003}, "gpus": 0, "command": [],
              "paths": stage_paths("finetune")},
         ],
     }

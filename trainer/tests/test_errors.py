@@ -134,3 +134,32 @@ def test_unknown_stage_exits_2(dataset, tmp_path):
     spec_path, _ = make_spec(run_dir, dataset)
     r = run(train_cmd(spec_path, "nosuch", run_dir))
     assert r.returncode == 2 and "no stage 'nosuch'" in r.stderr
+
+
+def test_gpu_stage_without_a_gpu_fails_unless_the_spec_allows_the_cpu(dataset, tmp_path):
+    # The tests hide every GPU (CUDA_VISIBLE_DEVICES=""), as a runtime that did not pass
+    # the job's GPUs in would.
+    run_dir = str(tmp_path / "run")
+    spec_path, spec = make_spec(run_dir, dataset, frozen_epochs=1)
+    spec["stages"][0]["gpus"] = 2
+    write_spec(spec_path, spec)
+    r = run_frozen(spec_path, run_dir)
+    assert r.returncode == 2, r.stderr
+    assert "stage frozen asked for 2 GPU(s) but TensorFlow" in r.stderr
+    assert "sees none (CUDA_VISIBLE_DEVICES=;" in r.stderr
+    assert "training.cpu_fallback: true" in r.stderr
+    assert not os.path.exists(os.path.join(run_dir, "stages", "frozen", "history.csv"))
+
+    spec["training"]["cpu_fallback"] = True
+    write_spec(spec_path, spec)
+    r = run_frozen(spec_path, run_dir)
+    assert r.returncode == 0, r.stderr
+    assert "training on the CPU, as training.cpu_fallback allows" in r.stderr
+
+
+def test_fewer_gpus_than_asked_is_a_warning(capsys):
+    from hpctl_trainer.stage import check_gpus
+
+    check_gpus("tune", 2, False, seen=["A100"])
+    assert "asked for 2 GPU(s); TensorFlow sees 1" in capsys.readouterr().err
+    check_gpus("tune", 0, False, seen=[])  # a CPU stage never checks
