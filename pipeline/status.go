@@ -19,13 +19,15 @@ import (
 
 // StageStatus is where one stage of one run stands.
 type StageStatus struct {
-	Name     string        `json:"name"`
-	JobID    string        `json:"job_id,omitempty"`
-	State    jobs.State    `json:"state"`
-	Reason   string        `json:"reason,omitempty"`
-	Node     string        `json:"node,omitempty"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
-	ExitCode string        `json:"exit_code,omitempty"`
+	Name   string     `json:"name"`
+	JobID  string     `json:"job_id,omitempty"`
+	State  jobs.State `json:"state"`
+	Reason string     `json:"reason,omitempty"`
+	Node   string     `json:"node,omitempty"`
+	// Elapsed and ExitCode are written as elapsed_s, exit_code and signal (numbers; see
+	// MarshalJSON and docs/json.md).
+	Elapsed  time.Duration `json:"-"`
+	ExitCode string        `json:"-"`
 	// Epoch of Epochs: epochs completed (rows of history.csv) of the stage's total; 0 of 0
 	// for a stage that runs a command rather than the trainer.
 	Epoch  int `json:"epoch"`

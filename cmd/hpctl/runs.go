@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
 )
 
@@ -25,7 +26,7 @@ func runsCommand(e *env) *cli.Command {
 		ArgsUsage: " ",
 		Description: `Lists the runs this machine submitted, newest first, with their state (resolved with
 one squeue and at most one sacct call per cluster). If the cluster does not answer, the
-list is still printed, with state "?".
+list is still printed, with state UNKNOWN.
 
 Examples:
    hpctl runs
@@ -90,7 +91,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 	for _, r := range runs {
 		state := states[r.ID]
 		if state == "" {
-			state = "?"
+			state = string(jobs.StateUnknown)
 		}
 		if o.state != "" && state != o.state {
 			continue

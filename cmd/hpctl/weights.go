@@ -61,7 +61,7 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 	m := l.Spec.Model
 	if !weights.Needed(l.Spec.Model.Weights) {
 		if o.json {
-			return writeJSON(e.stdout, map[string]any{"backbone": m.Backbone, "needed": false})
+			return writeJSON(e.stdout, weightsResult{Outcome: weights.Outcome{Backbone: m.Backbone}})
 		}
 		fmt.Fprintf(e.stdout, "%s: model.weights is %q, not imagenet: nothing to fetch\n", o.spec, m.Weights)
 		return nil
@@ -75,7 +75,7 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 		return err
 	}
 	if o.json {
-		return writeJSON(e.stdout, out)
+		return writeJSON(e.stdout, weightsResult{Outcome: out, Needed: true})
 	}
 	switch {
 	case out.Present:
@@ -86,4 +86,11 @@ func runWeightsFetch(ctx context.Context, e *env, o weightsFetchOptions) error {
 		fmt.Fprintf(e.stdout, "%s: downloaded %s from %s, verified, placed at %s\n", m.Backbone, humanBytes(out.Bytes), out.URL, out.Path)
 	}
 	return nil
+}
+
+// weightsResult is weights fetch's JSON: one shape whether or not the spec needs weights.
+type weightsResult struct {
+	weights.Outcome
+	// Needed is false when the spec's model.weights is not imagenet: nothing to fetch.
+	Needed bool `json:"needed"`
 }
