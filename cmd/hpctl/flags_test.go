@@ -152,6 +152,10 @@ func flagValue(t *testing.T, f cli.Flag) (string, bool) {
 		return "3", true
 	case *cli.DurationFlag:
 		return "2s", true
+	case *cli.GenericFlag:
+		if _, ok := f.(*cli.GenericFlag).Value.(*durationValue); ok {
+			return "2s", true
+		}
 	}
 	t.Fatalf("flag %v: no test value for a %T; add one", f.Names(), f)
 	return "", false

@@ -106,3 +106,16 @@ func TestHostSettingFillsButFlagWins(t *testing.T) {
 		t.Fatalf("--host did not win over the spec: exit %d", code)
 	}
 }
+
+// A duration flag reads as the settings do: with a unit, or a one-line error saying how.
+func TestDurationFlagNeedsAUnit(t *testing.T) {
+	isolate(t)
+	_, stderr, code := hpctl(t, "status", "--interval", "5")
+	if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, `"5" has no unit; write it as 5s`) {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+	_, stderr, code = hpctl(t, "status", "--interval", "500ms")
+	if code != exitUsage || !strings.Contains(stderr, "--interval 500ms is below 1s") {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+}

@@ -62,7 +62,7 @@ Examples:
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw in place until every run shown has ended"},
 			// DefaultText: the default is a setting, read after flags are parsed; urfave
 			// would print the zero value as a second default.
-			&cli.DurationFlag{Name: "interval", Usage: "refresh interval for --watch, at least 1s", DefaultText: "the poll-interval setting"},
+			durationFlag("interval", "refresh interval for --watch (30s, 2m), at least 1s", "the poll-interval setting"),
 			&cli.BoolFlag{Name: "trials", Usage: "for a sweep, a line for every trial's every stage, not only the summary"},
 			outputFlag(),
 		},
@@ -71,7 +71,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			o := statusOptions{runs: c.Args().Slice(), last: c.Int("last"), watch: c.Bool("watch"), interval: c.Duration("interval"), json: asJSON,
+			o := statusOptions{runs: c.Args().Slice(), last: c.Int("last"), watch: c.Bool("watch"), interval: flagDuration(c, "interval"), json: asJSON,
 				trials: c.Bool("trials")}
 			if o.interval == 0 {
 				o.interval = e.settings.PollInterval
