@@ -388,10 +388,10 @@ model:
 slurm:
   time: "00:15:00"
   gpus: 1             # the test cluster's fake GPUs: tensorflow-cpu finds none, so
-training:             # the stages may train on the CPU only because the spec says so
-  cpu_fallback: true
   cpus_per_task: 2
   mem: 3000M
+training:             # the stages may train on the CPU only because the spec says so
+  cpu_fallback: true
 container:
   runtime: none
   python: %s
