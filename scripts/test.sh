@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it (`make test`). On a fresh Debian 12 machine,
 # as root, it installs and starts what the tests need, then runs them:
 #   - system packages: shellcheck, rsync, zsh and fish (the completion test loads hpctl's
-#     scripts in them; the cluster and sshd scripts install their own)
+#     scripts in them), jq and less (help examples pipe into them; e2e/examples_test.go
+#     runs every one); the cluster and sshd scripts install their own
 #   - a real single-node Slurm cluster with accounting (scripts/slurm-up.sh)
 #   - a real OpenSSH server on 127.0.0.1:2222 (scripts/sshd-up.sh)
 #   - TensorFlow virtual environments: 2.7 on CPython 3.8 (the NVIDIA 22.02 container's;
@@ -20,7 +21,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "system packages"
 need=()
-for tool in shellcheck rsync zsh fish; do
+for tool in shellcheck rsync zsh fish jq less; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -37,7 +37,7 @@ queued are cancelled and the run is recorded as failed: nothing is left orphaned
 Examples:
    hpctl submit configs/urban.yaml
    hpctl submit configs/urban.yaml --dry-run        # show the plan and scripts; submit nothing
-   hpctl submit configs/urban.yaml --executor local # run on this machine, no Slurm
+   hpctl submit configs/demo.yaml --executor local  # run on this machine, no Slurm
    hpctl submit configs/urban.yaml -o json | jq -r .run_id`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "show what would be staged and submitted; change nothing"},
