@@ -109,6 +109,10 @@ type SubmitRequest struct {
 	// index in each of them (Slurm's aftercorr): trial k's next stage starts when trial
 	// k's previous one succeeded, whatever the other trials do.
 	DependsOn []string
+	// AfterAny are job IDs (whole array jobs) that must have ended, in any state, before
+	// this job starts (Slurm's afterany). A sweep split into several arrays uses it to
+	// run them one after another, so that max_parallel holds across the sweep.
+	AfterAny  []string
 	Resources Resources
 	// Array, when set, makes this one array job over a sweep's trials.
 	Array *Array

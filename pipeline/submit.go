@@ -131,8 +131,10 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	}
 	ids := map[string][]string{} // stage -> its job per part
 	var queued []string
-	for i, st := range plan.Stages {
-		for c, part := range parts {
+	// Part by part, each part's stages in order: a part may wait for the whole of the
+	// previous one (AfterAny below).
+	for c, part := range parts {
+		for i, st := range plan.Stages {
 			var deps []string
 			for _, d := range st.DependsOn {
 				deps = append(deps, ids[d][c])
@@ -144,6 +146,14 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 			}
 			if plan.Trials != nil {
 				req.Array = &jobs.Array{Count: part.Count, Offset: part.First, MaxParallel: plan.MaxParallel}
+				// Each array's throttle (%N) holds within it only: with max_parallel set,
+				// a sweep split into several arrays runs them one after another, the
+				// next one's first stages starting when the previous one has ended.
+				if c > 0 && plan.MaxParallel > 0 && len(st.DependsOn) == 0 {
+					for _, s := range plan.Stages {
+						req.AfterAny = append(req.AfterAny, ids[s.Name][c-1])
+					}
+				}
 			}
 			id, err := ex.Submit(ctx, req)
 			if err != nil {

@@ -153,6 +153,16 @@ func TestSweepSplitsAtMaxArraySize(t *testing.T) {
 	testenv.WithMaxArraySize(t, 10)
 	f := newSweepFixture(t, 25, `echo "$HPCTL_TRIAL" > "$HPCTL_TRIAL_DIR/one"; [ "$HPCTL_TRIAL" != 13 ]`,
 		`test "$(cat "$HPCTL_TRIAL_DIR/one")" = "$HPCTL_TRIAL"`)
+	// max_parallel: 4 must hold across the three arrays, not within each.
+	file := filepath.Join(f.dir, "parallel.yaml")
+	if err := os.WriteFile(file, append(f.spec.Source, "  max_parallel: 4\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := experiment.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.spec = l
 	before := f.t.Count("sbatch")
 	run := f.submit(t)
 	if n := f.t.Count("sbatch") - before; n != 6 {
@@ -161,6 +171,15 @@ func TestSweepSplitsAtMaxArraySize(t *testing.T) {
 	for _, s := range run.Stages {
 		if fmt.Sprint(s.Arrays[0].First, s.Arrays[1].First, s.Arrays[2].First, s.Arrays[2].Count) != "0 10 20 5" || len(s.Arrays) != 3 {
 			t.Errorf("stage %s: arrays %+v", s.Name, s.Arrays)
+		}
+	}
+	// Each array after the previous one has ended: array c's first stage waits (afterany)
+	// for both stages of array c-1, its second stage task by task for its first.
+	for c := 1; c < 3; c++ {
+		want := fmt.Sprintf("afterany:%s", run.Stages[0].Arrays[c-1].JobID)
+		dep := scontrolDependency(t, run.Stages[0].Arrays[c].JobID)
+		if !strings.Contains(dep, want) || !strings.Contains(dep, run.Stages[1].Arrays[c-1].JobID) {
+			t.Errorf("array %d of the first stage: Dependency=%s; want it after both stages of array %d", c, dep, c-1)
 		}
 	}
 	t.Cleanup(func() {
@@ -254,4 +273,19 @@ func TestSweepRequeuesOneTask(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(run.RunDir, "trials", "0", "stages", "one", ".hpctl", "finished")); err == nil {
 		t.Error("trial 0 has a finished marker: it was stopped too")
 	}
+}
+
+// scontrolDependency is a pending job's Dependency field, as Slurm holds it.
+func scontrolDependency(t *testing.T, id string) string {
+	t.Helper()
+	out, err := exec.Command("scontrol", "show", "job", "-o", id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("scontrol show job %s: %v\n%s", id, err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "Dependency="); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -140,6 +140,11 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 	if _, err := os.Stat(req.Script); err != nil {
 		return "", fmt.Errorf("local submit %s: %w", req.JobName, err)
 	}
+	if len(req.AfterAny) > 0 {
+		// Only a sweep split at a cluster's MaxArraySize asks for it; this executor
+		// never splits one.
+		return "", fmt.Errorf("local submit %s: afterany dependencies are not supported here: %w", req.JobName, errkind.ErrUsage)
+	}
 	if req.Resources.GPUs > 0 && len(e.gpus) > 0 && req.Resources.GPUs > len(e.gpus) {
 		return "", fmt.Errorf("local submit %s: %d GPUs requested, this machine has %d: %w", req.JobName, req.Resources.GPUs, len(e.gpus), errkind.ErrUsage)
 	}

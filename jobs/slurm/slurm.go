@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,11 +121,19 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 		argv = append(argv, spec, fmt.Sprintf("--export=ALL,HPCTL_TRIAL_OFFSET=%d", a.Offset))
 		after = "aftercorr:"
 	}
+	var deps []string
 	if len(req.DependsOn) > 0 {
-		if err := checkIDs(req.DependsOn); err != nil {
+		deps = append(deps, after+strings.Join(req.DependsOn, ":"))
+	}
+	if len(req.AfterAny) > 0 {
+		deps = append(deps, "afterany:"+strings.Join(req.AfterAny, ":"))
+	}
+	if len(deps) > 0 {
+		if err := checkIDs(append(slices.Clone(req.DependsOn), req.AfterAny...)); err != nil {
 			return "", err
 		}
-		argv = append(argv, "--dependency="+after+strings.Join(req.DependsOn, ":"), "--kill-on-invalid-dep=yes")
+		// A comma: every dependency must be satisfied.
+		argv = append(argv, "--dependency="+strings.Join(deps, ","), "--kill-on-invalid-dep=yes")
 	}
 	argv = append(argv, req.Script)
 	res, err := e.run(ctx, argv)
