@@ -222,7 +222,7 @@ func TestPreflightSatisfiableCostsOneCall(t *testing.T) {
 	}
 	var res submitResult
 	json.Unmarshal([]byte(out), &res)
-	if len(res.Checked) != 1 || !strings.Contains(res.Checked[0], "partition debug (default): 1 node, the largest with 4 CPUs") {
+	if len(res.Checked) != 1 || !strings.Contains(res.Checked[0], "partition debug (default): 1 node; per node at most 4 CPUs") {
 		t.Errorf("submit -o json preflight: %q", res.Checked)
 	}
 
@@ -312,5 +312,109 @@ func TestSbatchRefusalLeavesNothing(t *testing.T) {
 			t.Fatalf("jobs of a refused run are left: %v", live)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// hpctl init sizes the starter for the cluster it reaches (sinfo here, or over ssh with
+// --host), and otherwise writes modest values; either way the starter validates and a
+// dry run of it passes pre-flight on the test cluster (4 CPUs, 22G, 2 GPUs), where the
+// old starter's 8 CPUs and 32G never ran.
+func TestInitStarterFitsTheCluster(t *testing.T) {
+	testenv.RequireSlurm(t)
+	dir := isolate(t)
+	t.Chdir(dir)
+	for _, d := range []string{"data/train/a", "data/train/b", "data/val/a", "data/val/b"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	read := func(f string) string {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	dryRun := func(f string) {
+		t.Helper()
+		if _, errs, code := hpctl(t, "validate", f); code != 0 {
+			t.Fatalf("the starter %s does not validate: %s", f, errs)
+		}
+		e, counts := counted()
+		out, errs, code := hpctlWith(t, e, "submit", f, "--dry-run", "--executor", "slurm")
+		if code != 0 || !strings.Contains(out, "pre-flight: every stage fits the cluster") {
+			t.Fatalf("dry run of the starter %s: exit %d:\n%s%s", f, code, out, errs)
+		}
+		if n := counts()["sinfo"]; n != 1 {
+			t.Errorf("dry run of %s: %d sinfo calls, want 1", f, n)
+		}
+	}
+	has := func(f, text string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s has no %q:\n%s", f, w, text)
+			}
+		}
+	}
+
+	// Here: sinfo on this machine, one call.
+	e, counts := counted()
+	if _, errs, code := hpctlWith(t, e, "init", "site"); code != 0 {
+		t.Fatalf("init: exit %d: %s", code, errs)
+	}
+	if n := counts(); n["sinfo"] != 1 || len(n) != 1 {
+		t.Errorf("init ran %v; want one sinfo", n)
+	}
+	site := read("site.yaml")
+	has("site.yaml", site, `partition: "debug"`, "gpus: 1 ", "cpus_per_task: 4\n", "mem: 16G ",
+		"# Sized for partition debug, the default (sinfo on this machine", "On a typical GPU node")
+	dryRun("site.yaml")
+
+	// No cluster answers (sinfo fails as where a site forbids it): modest values, a note.
+	noSinfo := &env{wrapTransport: func(t transport.Transport) transport.Transport {
+		return &executortest.Faulty{Transport: t, Prog: "sinfo", Fail: 1 << 30, Stderr: "sinfo: error: Access/permission denied"}
+	}}
+	_, errs, code := hpctlWith(t, noSinfo, "init", "modest")
+	if code != 0 || !strings.Contains(errs, "no cluster answered") {
+		t.Fatalf("init without sinfo: exit %d: %s", code, errs)
+	}
+	modest := read("modest.yaml")
+	has("modest.yaml", modest, `partition: ""`, "gpus: 1 ", "cpus_per_task: 4\n", "mem: 16G ", "No cluster was asked")
+	if strings.Contains(modest, "cpus_per_task: 8") || strings.Contains(modest, "mem: 32G") {
+		t.Errorf("the modest starter still asks 8 CPUs or 32G:\n%s", modest)
+	}
+	dryRun("modest.yaml")
+
+	// --offline asks nothing.
+	e, counts = counted()
+	if _, errs, code := hpctlWith(t, e, "init", "off", "--offline"); code != 0 || len(counts()) != 0 {
+		t.Fatalf("init --offline: exit %d, ran %v: %s", code, counts(), errs)
+	}
+	section := func(s string) string {
+		i, j := strings.Index(s, "# What each stage"), strings.Index(s, "  nodes: 1\n")
+		if i < 0 || j < i {
+			t.Fatalf("no slurm: section:\n%s", s)
+		}
+		return s[i:j]
+	}
+	if off := read("off.yaml"); section(off) != section(modest) {
+		t.Errorf("init --offline's slurm: differs from the modest starter's:\n%s", off)
+	}
+}
+
+// Over ssh (--host, the same transport as every command), the starter says which host
+// it was sized on.
+func TestInitOverSSH(t *testing.T) {
+	testenv.RequireSlurm(t)
+	config, host := testenv.RequireSSH(t)
+	dir := isolate(t)
+	t.Setenv("HPCTL_SSH_CONFIG", config)
+	t.Setenv("HPCTL_CONTROL_DIR", testenv.ControlDir(t))
+	f := filepath.Join(dir, "s.yaml")
+	if _, errs, code := hpctl(t, "--host", host, "init", "s", "--file", f); code != 0 || errs != "" {
+		t.Fatalf("init --host %s: exit %d: %s", host, code, errs)
+	}
+	b, _ := os.ReadFile(f)
+	if !strings.Contains(string(b), "(sinfo on "+host+" when") || !strings.Contains(string(b), `partition: "debug"`) {
+		t.Fatalf("the starter was not sized on %s:\n%s", host, b)
 	}
 }

@@ -307,7 +307,7 @@ func (p *partition) describe() string {
 	if p.def {
 		name += " (default)"
 	}
-	return fmt.Sprintf("%s: %s, the largest with %s, %s of memory, %s; time limit %s",
+	return fmt.Sprintf("%s: %s; per node at most %s, %s of memory, %s; time limit %s",
 		name, plural(len(p.nodes), "node", "nodes"), plural(maxCPU, "CPU", "CPUs"), fmtMB(maxMem), plural(maxGPU, "GPU", "GPUs"), p.time)
 }
 
@@ -451,4 +451,49 @@ func (e *Executor) checkAssoc(ctx context.Context, rs []jobs.Resources, pf *jobs
 		}
 	}
 	return nil
+}
+
+// Partition is what sinfo says of one partition, for a starter spec that fits the site.
+type Partition struct {
+	Name    string
+	Default bool
+	Nodes   int
+	// CPUs, MemMB and GPUs are one node's: the partition's best for training (most GPUs,
+	// then CPUs, then memory), so that a request of them all fits one real node.
+	CPUs  int
+	MemMB int64
+	GPUs  int
+	// Time is the partition's time limit as sinfo prints it (infinite, 2:00:00),
+	// TimeSeconds the same in seconds (0: none).
+	Time        string
+	TimeSeconds int64
+	// MaxCPUsPerNode is the partition's cap on a job's CPUs per node (0: none).
+	MaxCPUsPerNode int
+}
+
+// Partitions lists the cluster's partitions with one sinfo call (the one Check makes).
+func (e *Executor) Partitions(ctx context.Context) ([]Partition, error) {
+	res, err := e.run(ctx, SinfoArgv)
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("sinfo: exit %d: %s", res.ExitCode, message(res))
+	}
+	parts, err := parseSinfo(string(res.Stdout))
+	if err != nil {
+		return nil, err
+	}
+	var out []Partition
+	for _, p := range parts {
+		var best node
+		for _, n := range p.nodes {
+			if n.gpus > best.gpus || (n.gpus == best.gpus && (n.cpus > best.cpus || (n.cpus == best.cpus && n.memMB > best.memMB))) {
+				best = n
+			}
+		}
+		out = append(out, Partition{Name: p.name, Default: p.def, Nodes: len(p.nodes), CPUs: best.cpus, MemMB: best.memMB,
+			GPUs: best.gpus, Time: p.time, TimeSeconds: p.limit, MaxCPUsPerNode: p.maxCPUs})
+	}
+	return out, nil
 }
