@@ -418,3 +418,36 @@ func TestInitOverSSH(t *testing.T) {
 		t.Fatalf("the starter was not sized on %s:\n%s", host, b)
 	}
 }
+
+// The issue's own example: configs/urban.yaml, sized for a GPU node, on the 4-CPU test
+// cluster is refused before anything is staged, with the sentence and the position.
+func TestUrbanConfigRefusedOnTheTestCluster(t *testing.T) {
+	testenv.RequireSlurm(t)
+	src, err := filepath.Abs("../../configs/urban.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at string
+	for i, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "  cpus_per_task: "); ok && strings.HasPrefix(v, "8") {
+			at = fmt.Sprintf("%s:%d:%d", src, i+1, len("  cpus_per_task: ")+1)
+		}
+	}
+	if at == "" {
+		t.Fatal("configs/urban.yaml sets no cpus_per_task: 8")
+	}
+	dir := isolate(t)
+	t.Chdir(dir) // its data paths are relative
+	for _, d := range []string{"data/train/a", "data/train/b", "data/val/a", "data/val/b"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	_, errs, code := hpctl(t, "submit", src, "--dry-run", "--executor", "slurm")
+	want := "stages frozen and finetune ask for 8 CPUs per task; the largest node in partition debug has 4 (slurm.cpus_per_task at " + at + ")"
+	if code != exitRefused || !strings.Contains(errs, want) {
+		t.Fatalf("exit %d, want %d with %q:\n%s", code, exitRefused, want, errs)
+	}
+}
