@@ -27,13 +27,17 @@ type example struct {
 	why  string // why run differs from text
 	// check, when set, must be in the output.
 	check string
+	// exit is the exit code it must end with (0 unless said).
+	exit int
 }
 
 // helpRunID is the run id the help examples use.
 const helpRunID = "urban-rural-20261129-054012-a3f9"
 
 const (
-	noPyxis   = "configs/urban.yaml runs in pyxis with the NVIDIA 22.02 image on GPUs, and reads ImageNet weights: none of them is on these machines, so it runs as far as it can: --dry-run plans, renders and checks the data folders on the test cluster"
+	noPyxis = "configs/urban.yaml runs in pyxis with the NVIDIA 22.02 image on GPUs, and reads ImageNet weights: none of them is on these machines, so it runs as far as it can: --dry-run plans, renders, checks the data folders, and pre-flight refuses it (exit 6) because it asks 8 CPUs, a GPU node's share, of the test cluster's 4-CPU node"
+	// tooSmall is what pre-flight says of urban.yaml on the test cluster.
+	tooSmall  = "the largest node in partition debug has 4"
 	noWeights = "the ImageNet weights come from storage.googleapis.com, which these machines cannot reach; validate reads what weights fetch reads (the spec) and the download itself is tested against a local server in cmd/hpctl/weights_test.go"
 	ourRun    = "the help's run id is an example; the run this test submitted stands in"
 )
@@ -44,7 +48,8 @@ var examples = []example{
 	{text: "hpctl version"},
 	{text: "hpctl version -o json", check: `"go_version"`},
 	{text: "hpctl init urban-rural"},
-	{text: "hpctl init flowers --file configs/flowers.yaml"},
+	{text: "hpctl --host login.cluster init flowers --file configs/flowers.yaml", run: "hpctl --host hpctl-test init flowers --file configs/flowers.yaml",
+		why: "login.cluster is an example; the test sshd on 127.0.0.1 (ssh alias hpctl-test) is a login node of the test cluster", check: "flowers.yaml"},
 	{text: "hpctl validate configs/urban.yaml"},
 	{text: "hpctl validate configs/*.yaml", check: "flowers"},
 	{text: "hpctl render configs/urban.yaml"},
@@ -56,10 +61,10 @@ var examples = []example{
 		why: noWeights + "; login.cluster.example is not a host"},
 	{text: "hpctl weights fetch --mirror https://mirror.example/keras configs/urban.yaml", run: "hpctl validate configs/urban.yaml",
 		why: noWeights + "; mirror.example is not a host"},
-	{text: "hpctl submit configs/urban.yaml", run: "hpctl submit configs/urban.yaml --dry-run", why: noPyxis},
-	{text: "hpctl submit configs/urban.yaml --dry-run", check: "dry run: nothing staged"},
+	{text: "hpctl submit configs/urban.yaml", run: "hpctl submit configs/urban.yaml --dry-run", why: noPyxis, exit: 6, check: tooSmall},
+	{text: "hpctl submit configs/urban.yaml --dry-run", why: noPyxis, exit: 6, check: tooSmall},
 	{text: "hpctl submit configs/urban.yaml -o json | jq -r .run_id", run: "hpctl submit configs/urban.yaml --dry-run -o json | jq -r .run_id",
-		why: noPyxis, check: "urban-rural-"},
+		why: noPyxis, exit: 6, check: tooSmall},
 	// The run that the examples below look at: the quickstart's two stages.
 	{text: "hpctl submit configs/demo.yaml --executor local", check: "submitted run demo-"},
 	{text: "hpctl status latest --watch", check: "COMPLETED"},
@@ -113,8 +118,10 @@ sweep:
 // hpctl and the test's python (as python3) first on PATH.
 func TestEveryExampleRuns(t *testing.T) {
 	testenv.RequireSlurm(t)
+	sshConfig, _ := testenv.RequireSSH(t)
 	py := requirePython(t)
 	c := newCLI(t)
+	c.useSSH(sshConfig)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -184,8 +191,8 @@ func TestEveryExampleRuns(t *testing.T) {
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		cancel()
-		if err != nil {
-			t.Fatalf("example %q (ran: %s): %v\n%s", e.text, line, err, tail(string(out), 40))
+		if code := cmd.ProcessState.ExitCode(); code != e.exit {
+			t.Fatalf("example %q (ran: %s): exit %d, want %d (%v)\n%s", e.text, line, code, e.exit, err, tail(string(out), 40))
 		}
 		if e.check != "" && !strings.Contains(string(out), e.check) {
 			t.Fatalf("example %q (ran: %s): output lacks %q:\n%s", e.text, line, e.check, tail(string(out), 40))

@@ -29,6 +29,34 @@ type PlannedStage struct {
 	Epochs int
 	// Paths are where the stage's files live in the run directory.
 	Paths StagePaths
+	// ResourceKeys say where each resource a pre-flight check may refuse was set, by its
+	// name under slurm: (ResourceFields): the stage's own override or the spec-wide key.
+	ResourceKeys map[string]SpecKey
+}
+
+// ResourceFields are the slurm: keys whose values pre-flight checks against the cluster.
+var ResourceFields = []string{"partition", "account", "qos", "time", "gpus", "cpus_per_task", "mem", "nodes"}
+
+// SpecKey is where a value of the plan came from: its spec key ("slurm.mem",
+// "stages[1].slurm.mem"), its position, and whether the user wrote it (else it is the
+// default, and Pos is where the key would go). Pos is zero in a plan made from a Spec
+// value rather than a file.
+type SpecKey struct {
+	Key string
+	Pos Pos
+	Set bool
+}
+
+// Where is "slurm.mem at urban.yaml:12:8" (or "slurm.mem, not set (hpctl's default)"),
+// the way refusals found on the cluster point into the spec.
+func (k SpecKey) Where(file string) string {
+	switch {
+	case k.Pos.Line == 0:
+		return k.Key
+	case !k.Set:
+		return fmt.Sprintf("%s, not set (hpctl's default; set it at %s:%d:%d)", k.Key, file, k.Pos.Line, k.Pos.Col)
+	}
+	return fmt.Sprintf("%s at %s:%d:%d", k.Key, file, k.Pos.Line, k.Pos.Col)
 }
 
 // DataCheck is a data folder to check on the cluster before anything is staged, with
@@ -138,6 +166,12 @@ func (l *Loaded) Plan(home, base, runID string) (*Plan, error) {
 	for i := range p.DataChecks {
 		p.DataChecks[i].Pos = l.PosOf(p.DataChecks[i].Key)
 	}
+	for i := range p.Stages {
+		for f, k := range p.Stages[i].ResourceKeys {
+			k.Pos, k.Set = l.PosOf(k.Key), l.Has(k.Key)
+			p.Stages[i].ResourceKeys[f] = k
+		}
+	}
 	if l.Sweep != nil {
 		p.planTrials(l, home, base)
 	}
@@ -203,6 +237,7 @@ func NewPlan(s Spec, runID string) (*Plan, error) {
 			Epochs:    st.Epochs,
 			Paths:     PathsOf(st.Name),
 		}
+		ps.ResourceKeys = resourceKeys(i, st.Slurm)
 		if len(st.Command) > 0 {
 			ps.Command = append([]string(nil), st.Command...)
 		} else {
@@ -217,6 +252,22 @@ func NewPlan(s Spec, runID string) (*Plan, error) {
 		p.Stages = append(p.Stages, ps)
 	}
 	return p, nil
+}
+
+// resourceKeys names, for stage i, the key each of ResourceFields comes from: the
+// stage's override where it has one (stageResources takes it), else the spec-wide one.
+func resourceKeys(i int, o StageSlurm) map[string]SpecKey {
+	own := map[string]bool{"partition": o.Partition != "", "time": o.Time != "", "gpus": o.GPUs != nil,
+		"cpus_per_task": o.CPUsPerTask != nil, "mem": o.Mem != ""}
+	m := map[string]SpecKey{}
+	for _, f := range ResourceFields {
+		if own[f] {
+			m[f] = SpecKey{Key: fmt.Sprintf("stages[%d].slurm.%s", i, f)}
+		} else {
+			m[f] = SpecKey{Key: "slurm." + f}
+		}
+	}
+	return m
 }
 
 func stageResources(g Slurm, o StageSlurm) jobs.Resources {

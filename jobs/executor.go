@@ -166,3 +166,36 @@ type Finder interface {
 	// Find returns the live and recently ended jobs of the given run directories.
 	Find(ctx context.Context, runDirs []string) ([]Found, error)
 }
+
+// Refusal is one thing a request asks for that the cluster can never give, found before
+// anything is queued.
+type Refusal struct {
+	// Index is the request's index in what Check was given.
+	Index int
+	// Field is the spec key under slurm: the request fails on: partition, account, qos,
+	// time, gpus, cpus_per_task, mem or nodes.
+	Field string
+	// Asked is what the request asks for ("8 CPUs per task"); Why is why the cluster
+	// cannot give it ("the largest node in partition debug has 4").
+	Asked, Why string
+}
+
+// Preflight is a Checker's answer.
+type Preflight struct {
+	Refusals []Refusal
+	// Notes are what a person should know although nothing was refused (every node that
+	// fits is down: the job will wait).
+	Notes []string
+	// Checked says what the requests were checked against, for a dry run.
+	Checked []string
+}
+
+// Checker is an Executor that can check requests against the cluster before anything is
+// queued: a job that asks more than any node has otherwise waits forever (Slurm's
+// PartitionConfig) or is refused by sbatch after earlier stages were queued.
+type Checker interface {
+	// Check checks every request with as few calls as it can (Slurm: one sinfo, and one
+	// sacctmgr only when an account or QOS is asked for). An error means the cluster could
+	// not be asked; the caller goes on without the check.
+	Check(ctx context.Context, rs []Resources) (Preflight, error)
+}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
@@ -326,13 +327,16 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	}
 }
 
-// TestLaterSubmissionFails: sbatch fails (a real error, not transient) for stage two:
-// stage one's job is cancelled and the run recorded as failed.
+// TestLaterSubmissionFails: sbatch refuses stage two (a real refusal, not transient)
+// after stage one was queued: stage one's job is cancelled, sbatch's whole message is
+// kept, no run is recorded and the run directory is removed.
 func TestLaterSubmissionFails(t *testing.T) {
 	testenv.RequireSlurm(t)
 	f := newFixture(t, `sleep 30`, `true`)
-	// The real controller refuses stage two: its partition does not exist. Stage one is
-	// already queued by then.
+	// The real controller refuses stage two: its partition does not exist. Pre-flight
+	// would refuse it before anything is queued, so sinfo is made to fail here as where
+	// a site forbids it: the check is skipped, with a warning, and stage one is queued
+	// by the time sbatch refuses stage two.
 	src := strings.Replace(string(f.spec.Source), "    depends_on: [one]\n", "    depends_on: [one]\n    slurm: {partition: no-such-partition}\n", 1)
 	l, err := experiment.Parse(f.spec.File, []byte(src))
 	if err == nil {
@@ -341,25 +345,32 @@ func TestLaterSubmissionFails(t *testing.T) {
 	if err != nil || l.Spec.Stages[1].Slurm.Partition != "no-such-partition" {
 		t.Fatalf("spec with a bad partition for stage two: %v", err)
 	}
-	ex := f.ex
-	sub, err := pipeline.Submit(context.Background(), f.t, ex, f.reg, l, pipeline.SubmitOptions{})
+	noSinfo := &executortest.Faulty{Transport: f.t, Prog: "sinfo", Fail: 1 << 30, Stderr: "sinfo: error: Access/permission denied"}
+	ex := slurm.New(noSinfo, slurm.Options{})
+	sub, err := pipeline.Submit(context.Background(), noSinfo, ex, f.reg, l, pipeline.SubmitOptions{})
 	if err == nil {
 		t.Fatal("submit succeeded")
 	}
-	if !strings.Contains(err.Error(), "were cancelled") {
-		t.Fatalf("error does not say the queued jobs were cancelled: %v", err)
+	if len(sub.Warnings) != 1 || !strings.Contains(sub.Warnings[0], "pre-flight skipped") {
+		t.Errorf("warnings %q: want one saying pre-flight was skipped", sub.Warnings)
 	}
-	got, gerr := f.reg.Get(context.Background(), sub.Run.ID)
-	if gerr != nil || got.Status != registry.RunFailed || !strings.Contains(got.Error, "Invalid partition") {
-		t.Fatalf("recorded run: %+v, %v", got, gerr)
+	if !errors.Is(err, errkind.ErrRefused) || !strings.Contains(err.Error(), "were cancelled") ||
+		!strings.Contains(err.Error(), "\n  sbatch: error: invalid partition specified: no-such-partition\n  sbatch: error: Batch job submission failed: Invalid partition name specified\n") {
+		t.Fatalf("error is not a refusal with sbatch's whole message saying the queued jobs were cancelled: %v", err)
 	}
-	id := got.Stages[0].JobID
-	if id == "" {
-		t.Fatal("stage one's job id not recorded")
+	if got, gerr := f.reg.Get(context.Background(), sub.Run.ID); !errors.Is(gerr, errkind.ErrNotFound) {
+		t.Fatalf("the refused run is recorded: %+v, %v", got, gerr)
+	}
+	if _, serr := os.Stat(sub.Run.RunDir); !errors.Is(serr, os.ErrNotExist) {
+		t.Fatalf("the refused run's directory is left: %v", serr)
+	}
+	id := sub.Run.Stages[0].JobID
+	if id == "" || !strings.Contains(err.Error(), "("+id+")") {
+		t.Fatalf("stage one's job id %q not in the error: %v", id, err)
 	}
 	st, qerr := ex.Query(context.Background(), []string{id})
 	if qerr != nil || st[id].State != jobs.StateCancelled {
-		t.Fatalf("stage one's job after the failed submission: %+v, %v", st[id], qerr)
+		t.Fatalf("stage one's job after the refused submission: %+v, %v", st[id], qerr)
 	}
 }
 

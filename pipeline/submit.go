@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hpctl/hpctl/experiment"
+	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/transport"
@@ -44,6 +46,11 @@ type Submission struct {
 	Files []transport.File
 	// Order is the stage names in submission order.
 	Order []string
+	// Preflight is what the stages' resources were checked against (nil when the
+	// executor cannot check them, or the check was skipped: see Warnings).
+	Preflight *jobs.Preflight
+	// Warnings are what a person should know although the submission went on.
+	Warnings []string
 }
 
 // Submit resolves the validated spec l against the cluster, checks the data folders
@@ -70,7 +77,14 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	if err := checkData(ctx, t, plan); err != nil {
 		return nil, err
 	}
-	sub := &Submission{Plan: plan, Files: files}
+	// Before anything is staged or queued, and in a dry run too: a stage that asks for
+	// more than the cluster has would otherwise wait forever or be refused by sbatch
+	// after the stages before it were queued.
+	pf, warnings, err := preflight(ctx, ex, plan)
+	if err != nil {
+		return &Submission{Plan: plan, Warnings: warnings}, err
+	}
+	sub := &Submission{Plan: plan, Files: files, Preflight: pf, Warnings: warnings}
 	for _, st := range plan.Stages {
 		sub.Order = append(sub.Order, st.Name)
 	}
@@ -158,6 +172,9 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 			id, err := ex.Submit(ctx, req)
 			if err != nil {
 				err = fmt.Errorf("submit stage %s: %w", st.Name, err)
+				if errors.Is(err, errkind.ErrRefused) {
+					return sub, refused(ctx, t, ex, reg, &sub.Run, queued, err)
+				}
 				return sub, abandon(ctx, ex, reg, &sub.Run, queued, err)
 			}
 			ids[st.Name] = append(ids[st.Name], id)
@@ -235,6 +252,55 @@ func abandon(ctx context.Context, ex jobs.Executor, reg registry.Store, run *reg
 		return fmt.Errorf("%w; the jobs already queued (%s) were cancelled and run %s is recorded as failed", cause, strings.Join(queued, " "), run.ID)
 	}
 	return fmt.Errorf("%w; run %s is recorded as failed", cause, run.ID)
+}
+
+// refused undoes a submission the cluster refused outright (sbatch said no: a request
+// pre-flight could not see, such as an unknown feature): the jobs already queued are
+// cancelled, the run's record and its run directory removed, so that nothing is left
+// queued and no run is recorded that never ran. When a queued job cannot be cancelled,
+// the run stays recorded as failed (abandon), so that status and cancel still reach it.
+func refused(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, run *registry.Run, queued []string, cause error) error {
+	cctx := context.WithoutCancel(ctx)
+	var done []string
+	if len(queued) > 0 {
+		if err := ex.Cancel(cctx, queued); err != nil {
+			return abandon(ctx, ex, reg, run, queued, cause)
+		}
+		done = append(done, "the jobs already queued ("+strings.Join(queued, " ")+") were cancelled")
+	}
+	if err := reg.Delete(cctx, run.ID); err != nil {
+		// Still recorded: say it as it is, failed, with the reason.
+		run.Status, run.Error = registry.RunFailed, cause.Error()
+		if perr := reg.Put(cctx, *run); perr != nil {
+			done = append(done, fmt.Sprintf("run %s could not be removed from the registry (%v) nor recorded as failed (%v)", run.ID, err, perr))
+		} else {
+			done = append(done, fmt.Sprintf("run %s is recorded as failed (removing its record failed: %v)", run.ID, err))
+		}
+	} else {
+		done = append(done, "no run was recorded")
+	}
+	if err := removeRunDir(cctx, t, run.RunDir, run.ID); err != nil {
+		done = append(done, fmt.Sprintf("its run directory %s is left (%v)", run.RunDir, err))
+	} else {
+		done = append(done, "its run directory was removed (hpctl submit --dry-run shows the job scripts)")
+	}
+	return fmt.Errorf("%w\nnothing is left queued: %s", cause, strings.Join(done, "; "))
+}
+
+// removeRunDir removes a run directory this submission staged, on the cluster. Only a
+// path that is absolute and named after the run is ever removed.
+func removeRunDir(ctx context.Context, t transport.Transport, dir, runID string) error {
+	if runID == "" || !path.IsAbs(dir) || path.Base(dir) != runID || path.Clean(dir) != dir {
+		return fmt.Errorf("%q is not a run directory of run %q; not removed", dir, runID)
+	}
+	res, err := t.Run(ctx, []string{"rm", "-rf", "--", dir}, nil)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("rm: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
 }
 
 // absPath records where the spec was read from in a form that still means something from

@@ -21,13 +21,14 @@ const (
 	exitUnreachable = 3
 	exitNotFound    = 4
 	exitRunFailed   = 5
+	exitRefused     = 6
 	exitInterrupted = 130
 )
 
 // documented reports whether code is in the table.
 func documented(code int) bool {
 	switch code {
-	case exitOK, exitFailure, exitUsage, exitUnreachable, exitNotFound, exitRunFailed, exitInterrupted:
+	case exitOK, exitFailure, exitUsage, exitUnreachable, exitNotFound, exitRunFailed, exitRefused, exitInterrupted:
 		return true
 	}
 	return false
@@ -51,6 +52,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, errkind.ErrRunFailed):
 		return exitRunFailed
+	case errors.Is(err, errkind.ErrRefused):
+		return exitRefused
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case isChildExit(err):
@@ -108,6 +111,8 @@ func hintFor(code int) string {
 		return "the scheduler or the cluster did not answer; check `sinfo` (or your ssh login) and try again: nothing half-done was left behind"
 	case exitNotFound:
 		return "`hpctl runs` lists the runs this machine knows; `hpctl status RUN` shows their stages"
+	case exitRefused:
+		return "the cluster will not run what the spec asks for: change it as said above; `hpctl submit --dry-run SPEC` checks it against the cluster again, submitting nothing"
 	}
 	return ""
 }

@@ -43,7 +43,7 @@ func documentedCodes(t *testing.T) []int {
 // The table users read and the codes hpctl has are the same list.
 func TestExitCodeTableMatchesTheCode(t *testing.T) {
 	got := documentedCodes(t)
-	want := []int{exitOK, exitFailure, exitUsage, exitUnreachable, exitNotFound, exitRunFailed, exitInterrupted}
+	want := []int{exitOK, exitFailure, exitUsage, exitUnreachable, exitNotFound, exitRunFailed, exitRefused, exitInterrupted}
 	if !slices.Equal(got, want) {
 		t.Fatalf("docs/exit-codes.md lists %v; the code has %v", got, want)
 	}

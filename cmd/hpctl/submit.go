@@ -29,10 +29,15 @@ func submitCommand(e *env) *cli.Command {
 		Usage:     "submit an experiment's stages as dependent jobs",
 		ArgsUsage: "SPEC",
 		Description: `Validates SPEC, checks on the cluster that data.train and data.val each hold at least
-two class folders, stages a new run directory <workdir>/<run-id>/ (atomically), submits
-the stages in order, each later one with --dependency=afterok on the jobs it depends on,
-and records the run in the local registry. If a later submission fails, the jobs already
-queued are cancelled and the run is recorded as failed: nothing is left orphaned.
+two class folders and (Slurm, one sinfo call) that every stage's partition, CPUs,
+memory, GPUs, nodes and time fit the cluster, and its account and QOS yours (one
+sacctmgr call, only when the spec names them); a request that can never run is
+refused there, with the spec position to change (exit 6). Then it stages a new run
+directory <workdir>/<run-id>/ (atomically), submits the stages in order, each later one
+with --dependency=afterok on the jobs it depends on, and records the run in the local
+registry. If a later submission fails, the jobs already
+queued are cancelled: nothing is left orphaned. When sbatch refuses a job (its whole
+message is shown), no run is recorded and the run directory is removed (exit 6).
 
 Examples:
    hpctl submit configs/urban.yaml
@@ -66,6 +71,9 @@ type submitResult struct {
 	Jobs     []submitResultJb  `json:"jobs"`
 	Files    []string          `json:"files,omitempty"`
 	Scripts  map[string]string `json:"scripts,omitempty"`
+	// Checked is what pre-flight checked the stages against (absent when it did not run).
+	Checked  []string `json:"preflight,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 	// Site lists the spec keys that site settings filled, and from where.
 	Site []siteValue `json:"site_settings,omitempty"`
 }
@@ -110,10 +118,19 @@ func runSubmit(ctx context.Context, e *env, o submitOptions) error {
 		reg = r
 	}
 	sub, err := pipeline.Submit(ctx, t, ex, reg, l, pipeline.SubmitOptions{DryRun: o.dryRun, Version: buildVersion().Version})
+	if sub != nil {
+		// Before the error too: a skipped pre-flight explains a refusal sbatch made.
+		for _, w := range sub.Warnings {
+			fmt.Fprintf(e.stderr, "hpctl: warning: %s\n", w)
+		}
+	}
 	if err != nil {
 		return err
 	}
-	res := submitResult{RunID: sub.Run.ID, RunDir: sub.Run.RunDir, Executor: sub.Run.Executor, DryRun: o.dryRun}
+	res := submitResult{RunID: sub.Run.ID, RunDir: sub.Run.RunDir, Executor: sub.Run.Executor, DryRun: o.dryRun, Warnings: sub.Warnings}
+	if sub.Preflight != nil {
+		res.Checked = sub.Preflight.Checked
+	}
 	for _, sv := range l.Site {
 		res.Site = append(res.Site, siteValue(sv))
 	}
@@ -170,6 +187,12 @@ func printDryRun(e *env, sub *pipeline.Submission, res submitResult) error {
 			ts.AppendRow([]any{sv.Key, sv.Value, sv.From})
 		}
 		renderTable(e.stdout, ts)
+	}
+	if len(res.Checked) > 0 {
+		fmt.Fprintln(e.stdout, "\npre-flight: every stage fits the cluster, checked against")
+		for _, c := range res.Checked {
+			fmt.Fprintf(e.stdout, "  %s\n", c)
+		}
 	}
 	if n := len(p.Trials); n > 0 {
 		fmt.Fprintf(e.stdout, "\nsweep: %d trials, each stage one array job", n)

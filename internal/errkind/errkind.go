@@ -14,3 +14,8 @@ var (
 	// ErrRunFailed is a pipeline that ended in failure, for commands that wait for one.
 	ErrRunFailed = errors.New("run failed")
 )
+
+// ErrRefused is a request the cluster will not run: pre-flight found no node or
+// partition that could ever give what a stage asks for, or sbatch refused the job.
+// Nothing was left queued and no run was recorded.
+var ErrRefused = errors.New("refused by the cluster")

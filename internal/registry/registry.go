@@ -238,6 +238,19 @@ func (r *Registry) Put(ctx context.Context, run Run) error {
 	return nil
 }
 
+// Delete removes a run's record; a run that is not there is not an error. Submit uses it
+// when the cluster refused a run outright (nothing of it is left queued): such a run
+// never existed for the user.
+func (r *Registry) Delete(ctx context.Context, id string) error {
+	if r.readOnly != nil {
+		return fmt.Errorf("registry %s: cannot remove run %s: this user may only read it (%v)", r.path, id, r.readOnly)
+	}
+	if _, err := r.db.ExecContext(ctx, `DELETE FROM runs WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("registry: remove run %s: %w", id, r.explainBusy(err))
+	}
+	return nil
+}
+
 // Get returns one run; a missing one wraps errkind.ErrNotFound.
 func (r *Registry) Get(ctx context.Context, id string) (Run, error) {
 	var data string

@@ -127,6 +127,18 @@ func TestPutGetListLatest(t *testing.T) {
 	if err := r.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Delete removes exactly one run; deleting it again is no error.
+	for i := 0; i < 2; i++ {
+		if err := r.Delete(ctx, "run-3"); err != nil {
+			t.Fatalf("Delete #%d: %v", i+1, err)
+		}
+	}
+	if _, err := r.Get(ctx, "run-3"); !errors.Is(err, errkind.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v, want ErrNotFound", err)
+	}
+	if runs, _ := r.List(ctx); len(runs) != 4 {
+		t.Fatalf("%d runs after deleting one of 5", len(runs))
+	}
 }
 
 func TestSchemaVersion(t *testing.T) {

@@ -130,6 +130,8 @@ const (
 // errkind.ErrNotFound when there is no such run.
 type Store interface {
 	Put(ctx context.Context, r Run) error
+	// Delete removes a run's record (none there is not an error).
+	Delete(ctx context.Context, id string) error
 	Get(ctx context.Context, id string) (Run, error)
 	// List returns runs newest first.
 	List(ctx context.Context) ([]Run, error)

@@ -141,7 +141,9 @@ func (e *Executor) Submit(ctx context.Context, req jobs.SubmitRequest) (string, 
 		return "", err
 	}
 	if res.ExitCode != 0 {
-		return "", fmt.Errorf("sbatch %s: exit %d: %s", req.Script, res.ExitCode, message(res))
+		// Not transient (run retried those): sbatch refused the job, and said why on
+		// several lines that are kept as they are.
+		return "", &RefusedError{Script: req.Script, ExitCode: res.ExitCode, Message: wholeMessage(res)}
 	}
 	id, err := parseSubmit(string(res.Stdout))
 	if err != nil {
@@ -554,6 +556,37 @@ func (e *Executor) run(ctx context.Context, argv []string) (transport.Result, er
 			wait = r.Max
 		}
 	}
+}
+
+// RefusedError is sbatch's refusal of a job: nothing was queued. It keeps everything
+// sbatch said, line by line ("sbatch: error: invalid partition specified: gpu" and then
+// "sbatch: error: Batch job submission failed: Invalid partition name specified").
+type RefusedError struct {
+	Script   string
+	ExitCode int
+	Message  string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("sbatch refused %s (exit %d):\n  %s", e.Script, e.ExitCode, strings.ReplaceAll(e.Message, "\n", "\n  "))
+}
+
+// Unwrap makes a refusal an errkind.ErrRefused (its own exit code).
+func (e *RefusedError) Unwrap() error { return errkind.ErrRefused }
+
+// wholeMessage is what a failed command said, every line, trimmed.
+func wholeMessage(res transport.Result) string {
+	s := strings.TrimSpace(string(res.Stderr))
+	if out := strings.TrimSpace(string(res.Stdout)); s == "" {
+		s = out
+	}
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimRight(l, " \t\r"); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // message is what a failed command said, on one line.
