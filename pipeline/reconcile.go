@@ -84,10 +84,17 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	if r.Trials > 0 {
 		return settleSweep(ctx, t, ex, reg, r, found)
 	}
+	// Jobs of earlier attempts (a retry's run directory holds them too) are known: they
+	// are not this submission's.
 	known := map[string]bool{}
 	for _, s := range r.Stages {
 		if s.JobID != "" {
 			known[s.JobID] = true
+		}
+		for _, p := range s.Past {
+			if p.JobID != "" {
+				known[p.JobID] = true
+			}
 		}
 	}
 	var extra, missing []string
@@ -97,7 +104,7 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 		taken := false
 		for k := range r.Stages {
-			if s := &r.Stages[k]; s.JobID == "" && s.JobName == f.Name {
+			if s := &r.Stages[k]; s.JobID == "" && s.JobName == f.Name && retrying(r, *s) {
 				s.JobID, known[f.ID], taken = f.ID, true, true
 				break
 			}
@@ -107,11 +114,15 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 			extra = append(extra, f.ID)
 		}
 	}
+	// Only the stages this submission was queueing count: a retry leaves the completed
+	// stages' jobs alone, whatever its outcome.
 	var ids []string
 	for _, s := range r.Stages {
-		if s.JobID == "" {
+		switch {
+		case !retrying(r, s):
+		case s.JobID == "":
 			missing = append(missing, s.Name)
-		} else {
+		default:
 			ids = append(ids, s.JobID)
 		}
 	}
@@ -124,7 +135,11 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	why := ""
 	if len(missing) > 0 {
 		why = fmt.Sprintf("the submitting hpctl stopped before stage %s was queued", strings.Join(missing, ", "))
+		if len(r.Retrying) > 0 {
+			why = fmt.Sprintf("retry (attempt %d) stopped before stage %s was queued", r.Attempts(), strings.Join(missing, ", "))
+		}
 	}
+	r.Retrying = nil
 	return record(cctx, t, ex, reg, r, why, ids)
 }
 
