@@ -119,4 +119,25 @@ exec '`+py+`' "$@"
 	if _, errs, code := c.run(t, "retry", sub.RunID); code != 2 || !strings.Contains(errs, "nothing to retry") {
 		t.Errorf("retry of a completed run: exit %d, %s", code, errs)
 	}
+
+	// Another run starts from this one's fine-tune: init_from RUN:STAGE, resolved at
+	// submit to that stage's best checkpoint, whose path and SHA-256 the trainer records.
+	tuned, _ := filepath.Glob(filepath.Join(sub.RunDir, "stages", "finetune", "checkpoints", "best.*"))
+	if len(tuned) != 1 {
+		t.Fatalf("finetune's best checkpoints: %v", tuned)
+	}
+	spec2 := filepath.Join(dir, "from-run.yaml")
+	src2 := strings.Replace(src, "  - name: frozen\n", "  - name: frozen\n    init_from: \""+sub.RunID+":finetune\"\n", 1)
+	if err := os.WriteFile(spec2, []byte(src2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub2 := c.submit(t, spec2)
+	st = c.waitEnded(t, sub2.RunID, pipelineTimeout)
+	if st.State != jobs.StateCompleted {
+		t.Fatalf("run from %s:finetune: %+v\n%s", sub.RunID, st, c.stageLogs(t, sub2.RunID, st))
+	}
+	readJSON(t, filepath.Join(sub2.RunDir, "stages", "frozen", "metrics.json"), &metrics)
+	if want := sha256File(t, tuned[0]); metrics.Init.Path != tuned[0] || metrics.Init.SHA256 != want {
+		t.Errorf("run 2's frozen started from %s (sha256 %s); want %s (%s)", metrics.Init.Path, metrics.Init.SHA256, tuned[0], want)
+	}
 }
