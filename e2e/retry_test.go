@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
@@ -139,5 +140,60 @@ exec '`+py+`' "$@"
 	readJSON(t, filepath.Join(sub2.RunDir, "stages", "frozen", "metrics.json"), &metrics)
 	if want := sha256File(t, tuned[0]); metrics.Init.Path != tuned[0] || metrics.Init.SHA256 != want {
 		t.Errorf("run 2's frozen started from %s (sha256 %s); want %s (%s)", metrics.Init.Path, metrics.Init.SHA256, tuned[0], want)
+	}
+}
+
+// The same retry with the local executor (no Slurm, no TensorFlow): command stages, the
+// second failing while a flag file exists. Only it runs again, in the same run directory.
+func TestRetryLocal(t *testing.T) {
+	c := newCLI(t)
+	for _, d := range []string{"train/a", "train/b", "val/a", "val/b"} {
+		if err := os.MkdirAll(filepath.Join(c.dir, "data", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flag := filepath.Join(c.dir, "fail-two")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(c.dir, "spec.yaml")
+	if err := os.WriteFile(spec, []byte(`name: local-retry
+workdir: `+filepath.Join(c.dir, "runs")+`
+executor: local
+data: {train: data/train, val: data/val}
+slurm: {gpus: 0, cpus_per_task: 1}
+container: {runtime: none}
+stages:
+  - name: one
+    command: [sh, -c, "echo ran >> one.runs"]
+  - name: two
+    depends_on: [one]
+    command: [sh, -c, "echo ran >> two.runs; if [ -e '`+flag+`' ]; then exit 6; fi"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := c.submit(t, spec)
+	st := c.waitEnded(t, sub.RunID, time.Minute)
+	if st.Stages[0].State != jobs.StateCompleted || st.Stages[1].State != jobs.StateFailed {
+		t.Fatalf("first attempt: %+v", st.Stages)
+	}
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
+	}
+	out := c.must(t, "retry", sub.RunID)
+	if !strings.Contains(out, "retried run "+sub.RunID+": two (job ") || !strings.Contains(out, "attempt 2)") || !strings.Contains(out, "kept (completed, not rerun): one") {
+		t.Fatalf("retry said:\n%s", out)
+	}
+	st = c.waitEnded(t, sub.RunID, time.Minute)
+	if st.State != jobs.StateCompleted || st.Stages[0].JobID != sub.Jobs[0].JobID || st.Stages[1].Attempt != 2 {
+		t.Fatalf("after the retry: %+v", st)
+	}
+	for name, want := range map[string]string{"one.runs": "ran\n", "two.runs": "ran\nran\n"} {
+		if b, err := os.ReadFile(filepath.Join(sub.RunDir, name)); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v; want %q", name, b, err, want)
+		}
+	}
+	if m := marker(t, filepath.Join(sub.RunDir, "attempts", "1"), "two", "finished"); m["exit_code"] != "6" {
+		t.Errorf("attempt 1's finished marker: %v", m)
 	}
 }
