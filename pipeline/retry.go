@@ -71,9 +71,11 @@ func Retry(ctx context.Context, t transport.Transport, ex jobs.Executor, reg reg
 		}
 		run = settled[0]
 	}
+	// A run some attempt of which had a job has a staged run directory to retry in
+	// (an earlier retry killed before queueing leaves every current job empty).
 	queued := false
 	for _, s := range run.Stages {
-		queued = queued || s.JobID != ""
+		queued = queued || s.JobID != "" || len(s.Past) > 0
 	}
 	if !queued {
 		return nil, fmt.Errorf("retry: run %s never had a job queued (%s); submit its spec again: %w", run.ID, run.Error, errkind.ErrUsage)
