@@ -25,15 +25,25 @@ var settleGrace = 3 * time.Second
 // way is. Half-staged run directories are removed. Runs that need nothing are returned
 // as they were; the result keeps the order of runs.
 func Reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, runs []registry.Run) ([]registry.Run, error) {
+	return reconcile(ctx, t, ex, reg, runs, false)
+}
+
+// reconcile is Reconcile; locked says this process holds the runs' submission locks
+// itself (a retry, which took the lock its killed predecessor left free): then every run
+// still "submitting" is stale, though Held would say it is held.
+func reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, runs []registry.Run, locked bool) ([]registry.Run, error) {
 	out := append([]registry.Run(nil), runs...)
 	var stale []int
 	for i, r := range out {
 		if r.Status != registry.RunSubmitting {
 			continue
 		}
-		held, err := reg.Held(r.ID)
-		if err != nil {
-			return out, err
+		held := false
+		if !locked {
+			var err error
+			if held, err = reg.Held(r.ID); err != nil {
+				return out, err
+			}
 		}
 		if !held {
 			stale = append(stale, i)

@@ -64,12 +64,26 @@ func Retry(ctx context.Context, t transport.Transport, ex jobs.Executor, reg reg
 			run.ID, run.Trials, errkind.ErrUsage)
 	}
 	if run.Status == registry.RunSubmitting {
-		// Its submitter is gone (this process holds the lock): settle it first.
-		settled, err := Reconcile(ctx, t, ex, reg, []registry.Run{run})
+		// Its submitter is gone (this process got the lock): settle it first.
+		retrying := run.Retrying
+		settled, err := reconcile(ctx, t, ex, reg, []registry.Run{run}, true)
 		if err != nil {
 			return nil, fmt.Errorf("retry: %w", err)
 		}
 		run = settled[0]
+		if run.Status == registry.RunFailed {
+			// Its jobs were cancelled: wait until the scheduler says so, or they would
+			// look still running to the check below.
+			var ids []string
+			for _, s := range run.Stages {
+				if s.JobID != "" && (len(retrying) == 0 || slices.Contains(retrying, s.Name)) {
+					ids = append(ids, s.JobID)
+				}
+			}
+			if err := waitJobsEnded(ctx, ex, ids, cancelSettle); err != nil {
+				return nil, fmt.Errorf("retry: %w", err)
+			}
+		}
 	}
 	// A run some attempt of which had a job has a staged run directory to retry in
 	// (an earlier retry killed before queueing leaves every current job empty).
@@ -170,6 +184,40 @@ func Retry(ctx context.Context, t transport.Transport, ex jobs.Executor, reg reg
 	}
 	res.Run = run
 	return res, nil
+}
+
+// cancelSettle bounds the wait for cancelled jobs to show as ended: scancel only
+// signals them, and the controller records their end a moment later.
+var cancelSettle = 30 * time.Second
+
+// waitJobsEnded polls ex until none of ids is pending or running (a job the executor no
+// longer knows has ended), for at most limit.
+func waitJobsEnded(ctx context.Context, ex jobs.Executor, ids []string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for len(ids) > 0 {
+		states, err := ex.Query(ctx, ids)
+		if err != nil {
+			return err
+		}
+		var live []string
+		for _, id := range ids {
+			if st, ok := states[id]; ok && !st.State.Terminal() {
+				live = append(live, id)
+			}
+		}
+		if len(live) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cancelled jobs %s of an interrupted retry have not ended after %s", strings.Join(live, " "), limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // retrySet picks the stages to resubmit: the named one, or every failed, cancelled,
