@@ -29,9 +29,8 @@ the stage named) together with every stage that depends on them, in RUN's own ru
 directory. Completed stages are not rerun: a retried fine-tune starts from the frozen
 stage's existing best checkpoint. Each retried stage starts clean; what its earlier attempt
 left is moved to attempts/<n>/stages/<stage>/ in the run directory (docs/run-directory.md).
-status shows a retried stage's "attempt N". Refused (exit 2, nothing changed) when nothing needs
-retrying, when a
-stage is still queued or running, and for sweeps.
+status shows a retried stage's "attempt N". Refused (exit 2, nothing changed) when nothing
+needs retrying, when a stage is still queued or running, and for sweeps.
 
 Examples:
    hpctl retry latest
