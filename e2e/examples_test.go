@@ -83,8 +83,14 @@ var examples = []example{
 	{text: "hpctl fetch-results --no-checkpoints latest"},
 	{text: "hpctl fetch-results --all-checkpoints"},
 	{text: "hpctl fetch-results -o json | jq '.[0].stages[] | {name, best_val_accuracy}'", check: "best_val_accuracy"},
-	{text: "hpctl cancel latest", check: "already ended"},
-	{text: "hpctl cancel " + helpRunID, run: "hpctl cancel latest", why: ourRun},
+	{text: "hpctl retry " + helpRunID + " --stage finetune", run: "hpctl retry latest --stage finetune", why: ourRun, check: "finetune"},
+	{text: "hpctl status latest --watch --interval 1s", why: "not an example: waits for the retried fine-tune", check: "attempt 2"},
+	{text: "hpctl cancel " + helpRunID, run: "hpctl cancel latest", why: ourRun, check: "already ended"},
+	// A second run of the quickstart, cancelled while it runs, then retried.
+	{text: "hpctl submit configs/demo.yaml --executor local", check: "submitted run demo-"},
+	{text: "hpctl cancel latest"},
+	{text: "hpctl retry latest", check: "frozen"},
+	{text: "hpctl status latest --watch --interval 1s", why: "not an example: waits for the retried run", check: "COMPLETED"},
 	// A sweep of eight trials for the sweep examples (sweepExamplesSpec).
 	{text: "hpctl submit sweep8.yaml --executor local", why: "not an example: the sweep the next examples look at", check: "submitted run sweep8-"},
 	{text: "hpctl status latest --watch --interval 1s", why: "not an example: waits for the sweep to end"},

@@ -42,7 +42,16 @@ const (
 	// directory of its own: spec.resolved.json and stages/. TrialTable lists them.
 	TrialsDir  = "trials"
 	TrialTable = "trials.json"
+	// AttemptsDir keeps what earlier attempts of retried stages left (AttemptDir): a
+	// retry moves a stage's directory there and starts the stage clean.
+	AttemptsDir = "attempts"
 )
+
+// AttemptDir is where `hpctl retry` moves the files attempt n of stage left, relative to
+// the run directory: attempts/<n>/stages/<stage>, laid out as the stage's directory was.
+func AttemptDir(n int, stage string) string {
+	return path.Join(AttemptsDir, strconv.Itoa(n), PathsOf(stage).Dir)
+}
 
 // TrialDir is trial k's directory, relative to the run directory.
 func TrialDir(k int) string { return path.Join(TrialsDir, strconv.Itoa(k)) }

@@ -17,7 +17,7 @@ func TestLayoutNamesAreShellWords(t *testing.T) {
 	word := regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	for _, n := range []string{SpecFile, ResolvedSpecFile, TrainerDir, TrainerMain, StagesDir, LogsDir, LogsKeep,
 		ScriptFile, MarkerDir, StartedMarker, FinishedMarker, HistoryFile, MetricsFile, EvaluationFile,
-		CheckpointsDir, BestCheckpoint, FinalCheckpoint, ModelInfoFile, StateDir, TrialsDir, TrialTable} {
+		CheckpointsDir, BestCheckpoint, FinalCheckpoint, ModelInfoFile, StateDir, TrialsDir, TrialTable, AttemptsDir} {
 		if !word.MatchString(n) || n == "." || n == ".." {
 			t.Errorf("layout name %q is not a plain file name", n)
 		}
@@ -71,6 +71,7 @@ func layoutTree() []string {
 		strings.TrimPrefix(LogPath("", "<job-name>", "<job-id>", "out"), "/"),
 		strings.TrimPrefix(LogPath("", "<job-name>", "<job-id>", "err"), "/"),
 		TrialTable, strings.Replace(TrialDir(0), "0", "<k>", 1) + "/",
+		strings.Replace(AttemptDir(0, "<stage>"), "/0/", "/<n>/", 1) + "/",
 		strings.TrimPrefix(ArrayLogPath("", "<job-name>", "<array-job-id>", "<task>", "out"), "/"),
 		strings.TrimPrefix(ArrayLogPath("", "<job-name>", "<array-job-id>", "<task>", "err"), "/"),
 	}

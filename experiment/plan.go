@@ -84,6 +84,9 @@ type Plan struct {
 	SpecHash string
 	// DataChecks are the data folders to check on the cluster.
 	DataChecks []DataCheck
+	// InitChecks are the stages' init_from checkpoints outside the run (a path, or
+	// RUN:STAGE), to check (and resolve) on the cluster.
+	InitChecks []InitCheck
 	// Trials are a sweep's trials, in index order; nil when the spec runs once. Each
 	// stage is then one array job over them.
 	Trials []PlannedTrial
@@ -143,6 +146,11 @@ func (s Spec) Resolve(home, base string) Spec {
 	}
 	r.Stages = make([]Stage, len(s.Stages))
 	copy(r.Stages, s.Stages)
+	for i, st := range r.Stages {
+		if src := ParseInitFrom(st.InitFrom); src.Path != "" {
+			r.Stages[i].InitFrom = abs(src.Path)
+		}
+	}
 	return r
 }
 
@@ -170,6 +178,12 @@ func (l *Loaded) Plan(home, base, runID string) (*Plan, error) {
 		for f, k := range p.Stages[i].ResourceKeys {
 			k.Pos, k.Set = l.PosOf(k.Key), l.Has(k.Key)
 			p.Stages[i].ResourceKeys[f] = k
+		}
+	}
+	for j, st := range p.Spec.Stages {
+		if src := ParseInitFrom(st.InitFrom); src.Stage == "" && st.InitFrom != "" {
+			key := fmt.Sprintf("stages[%d].init_from", j)
+			p.InitChecks = append(p.InitChecks, InitCheck{Key: key, Stage: st.Name, InitSource: src, Pos: l.PosOf(key)})
 		}
 	}
 	if l.Sweep != nil {

@@ -596,7 +596,9 @@ func (c *checker) stages() {
 				c.add(dp, "stage %q depends on itself", dep)
 			}
 		}
-		if st.InitFrom != "" {
+		if src := ParseInitFrom(st.InitFrom); src.Stage == "" {
+			c.checkInitFrom(i, st)
+		} else {
 			if _, ok := index[st.InitFrom]; !ok {
 				c.add(p+".init_from", "no stage is called %q", st.InitFrom)
 			} else if !c.reaches(st.Name, st.InitFrom, index, map[string]bool{}) {

@@ -25,15 +25,25 @@ var settleGrace = 3 * time.Second
 // way is. Half-staged run directories are removed. Runs that need nothing are returned
 // as they were; the result keeps the order of runs.
 func Reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, runs []registry.Run) ([]registry.Run, error) {
+	return reconcile(ctx, t, ex, reg, runs, false)
+}
+
+// reconcile is Reconcile; locked says this process holds the runs' submission locks
+// itself (a retry, which took the lock its killed predecessor left free): then every run
+// still "submitting" is stale, though Held would say it is held.
+func reconcile(ctx context.Context, t transport.Transport, ex jobs.Executor, reg registry.Store, runs []registry.Run, locked bool) ([]registry.Run, error) {
 	out := append([]registry.Run(nil), runs...)
 	var stale []int
 	for i, r := range out {
 		if r.Status != registry.RunSubmitting {
 			continue
 		}
-		held, err := reg.Held(r.ID)
-		if err != nil {
-			return out, err
+		held := false
+		if !locked {
+			var err error
+			if held, err = reg.Held(r.ID); err != nil {
+				return out, err
+			}
 		}
 		if !held {
 			stale = append(stale, i)
@@ -84,10 +94,17 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	if r.Trials > 0 {
 		return settleSweep(ctx, t, ex, reg, r, found)
 	}
+	// Jobs of earlier attempts (a retry's run directory holds them too) are known: they
+	// are not this submission's.
 	known := map[string]bool{}
 	for _, s := range r.Stages {
 		if s.JobID != "" {
 			known[s.JobID] = true
+		}
+		for _, p := range s.Past {
+			if p.JobID != "" {
+				known[p.JobID] = true
+			}
 		}
 	}
 	var extra, missing []string
@@ -97,7 +114,7 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 		taken := false
 		for k := range r.Stages {
-			if s := &r.Stages[k]; s.JobID == "" && s.JobName == f.Name {
+			if s := &r.Stages[k]; s.JobID == "" && s.JobName == f.Name && retrying(r, *s) {
 				s.JobID, known[f.ID], taken = f.ID, true, true
 				break
 			}
@@ -107,11 +124,15 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 			extra = append(extra, f.ID)
 		}
 	}
+	// Only the stages this submission was queueing count: a retry leaves the completed
+	// stages' jobs alone, whatever its outcome.
 	var ids []string
 	for _, s := range r.Stages {
-		if s.JobID == "" {
+		switch {
+		case !retrying(r, s):
+		case s.JobID == "":
 			missing = append(missing, s.Name)
-		} else {
+		default:
 			ids = append(ids, s.JobID)
 		}
 	}
@@ -124,7 +145,11 @@ func settle(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	why := ""
 	if len(missing) > 0 {
 		why = fmt.Sprintf("the submitting hpctl stopped before stage %s was queued", strings.Join(missing, ", "))
+		if len(r.Retrying) > 0 {
+			why = fmt.Sprintf("retry (attempt %d) stopped before stage %s was queued", r.Attempts(), strings.Join(missing, ", "))
+		}
 	}
+	r.Retrying = nil
 	return record(cctx, t, ex, reg, r, why, ids)
 }
 

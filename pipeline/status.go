@@ -40,6 +40,9 @@ type StageStatus struct {
 	// that failed.
 	Log     string `json:"log,omitempty"`
 	LogTail string `json:"log_tail,omitempty"`
+	// Attempt is the stage's attempt as retries count them (1, then one more with each
+	// `hpctl retry` that resubmitted it); requeues of one job are not attempts here.
+	Attempt int `json:"attempt,omitempty"`
 	// Counts are, for a sweep's stage, how many trials are in each state.
 	Counts map[jobs.State]int `json:"counts,omitempty"`
 }
@@ -256,7 +259,7 @@ func resolve(units []unit, states map[string]jobs.JobState, files map[string]sta
 		v = v.AfterDependencies(deps...)
 		views[s.Name] = v
 		ss := StageStatus{Name: s.Name, JobID: u.jobID, State: v.State, Reason: v.Reason, Node: v.Node, Elapsed: v.Elapsed,
-			ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal}
+			ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal, Attempt: s.Attempts()}
 		if u.jobID != "" {
 			ss.BestValAccuracy = f.bestVal
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/render"
 	"github.com/hpctl/hpctl/transport"
 	"github.com/hpctl/hpctl/weights"
 )
@@ -73,8 +74,19 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 	if err != nil {
 		return nil, wrapf("submit", err)
 	}
-	plan, files, spec := prep.Plan, prep.Files, prep.Plan.Spec
-	if err := checkData(ctx, t, plan); err != nil {
+	plan, files := prep.Plan, prep.Files
+	initProblems, changed, err := resolveInits(ctx, t, reg, plan)
+	if err != nil {
+		return nil, fmt.Errorf("submit: %w", err)
+	}
+	if changed {
+		// RUN:STAGE became a checkpoint path in the resolved spec the trainer reads.
+		if files, err = render.Render(plan); err != nil {
+			return nil, fmt.Errorf("submit: %w", err)
+		}
+	}
+	spec := plan.Spec
+	if err := checkData(ctx, t, plan, initProblems...); err != nil {
 		return nil, err
 	}
 	// Before anything is staged or queued, and in a dry run too: a stage that asks for
@@ -347,12 +359,12 @@ done`
 // and each holds at least two class folders. It reports each problem at the spec
 // position the plan recorded for it, as validation does: the data exists on the cluster,
 // so this is where it is checked.
-func checkData(ctx context.Context, t transport.Transport, p *experiment.Plan) error {
+func checkData(ctx context.Context, t transport.Transport, p *experiment.Plan, more ...experiment.Problem) error {
 	problems, err := dataProblems(ctx, t, p.DataChecks)
-	if err != nil || len(problems) == 0 {
+	if err != nil || len(problems)+len(more) == 0 {
 		return err
 	}
-	se := &experiment.SpecError{}
+	se := &experiment.SpecError{Problems: more}
 	for _, pr := range problems {
 		se.Problems = append(se.Problems, experiment.Problem{File: p.SpecFile, Pos: pr.check.Pos, Msg: pr.check.Key + ": " + pr.msg})
 	}

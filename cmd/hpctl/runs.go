@@ -61,6 +61,8 @@ type runsRow struct {
 	Jobs        []string  `json:"jobs"`
 	// Trials is a sweep's number of trials.
 	Trials int `json:"trials,omitempty"`
+	// Attempt is the run's submission count: 1, one more with each hpctl retry.
+	Attempt int `json:"attempt"`
 }
 
 func runRuns(ctx context.Context, e *env, o runsOptions) error {
@@ -97,7 +99,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 			continue
 		}
 		row := runsRow{ID: r.ID, State: state, SubmittedAt: r.SubmittedAt, Spec: r.SpecFile, Executor: r.Executor, Host: r.Host, RunDir: r.RunDir, Jobs: []string{},
-			Trials: r.Trials}
+			Trials: r.Trials, Attempt: r.Attempts()}
 		for _, s := range r.Stages {
 			row.Jobs = append(row.Jobs, s.JobIDs()...)
 		}
@@ -122,6 +124,9 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		jobs := strings.Join(r.Jobs, ",")
 		if r.Trials > 0 {
 			jobs += fmt.Sprintf(" (sweep of %d trials)", r.Trials)
+		}
+		if r.Attempt > 1 {
+			jobs += fmt.Sprintf(" (attempt %d)", r.Attempt)
 		}
 		tw.AppendRow([]any{r.ID, r.State, r.SubmittedAt.Local().Format("2006-01-02 15:04"), executorName(r), jobs, r.RunDir})
 	}

@@ -178,6 +178,10 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 			if s.Counts != nil {
 				reason = countsCell(s.Counts)
 			}
+			if s.Attempt > 1 {
+				// Resubmitted by hpctl retry: its earlier attempts are in attempts/<n>/.
+				reason = strings.TrimSuffix(fmt.Sprintf("attempt %d; %s", s.Attempt, reason), "; ")
+			}
 			tw.AppendRow([]any{run, s.Name, s.State, dash(s.JobID), dash(s.Node), elapsed(s.Elapsed), dash(s.ExitCode),
 				dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(num.Text(s.BestValAccuracy, 4)), reason})
 			if s.LogTail != "" {

@@ -37,7 +37,18 @@ type Run struct {
 	// SweepKeys[i] as written ("" where trial k does not set it).
 	SweepKeys   []string   `json:"sweep_keys,omitempty"`
 	TrialValues [][]string `json:"trial_values,omitempty"`
+	// Attempt counts the run's submissions: 1 for the first (0 in records written before
+	// retry existed, read as 1 by Attempts), one more with each `hpctl retry`.
+	Attempt int `json:"attempt,omitempty"`
+	// Retrying are the stages a retry in progress queues (Status "submitting"); empty
+	// otherwise, and while a first submission is in progress (it queues every stage).
+	Retrying []string `json:"retrying,omitempty"`
+	// RetriedAt is when the latest retry was recorded (zero: never retried).
+	RetriedAt time.Time `json:"retried_at,omitzero"`
 }
+
+// Attempts is the number of the run's latest submission: 1, or more after retries.
+func (r Run) Attempts() int { return max(r.Attempt, 1) }
 
 // Trial is the run as trial k of a sweep sees it: each stage's job is the trial's task,
 // so what works on a run's stages works on the trial's. RunDir stays the run's (the
@@ -81,6 +92,27 @@ type RunStage struct {
 	// Arrays are a sweep stage's array jobs, in trial order (one, unless the sweep is
 	// larger than the cluster's MaxArraySize); JobID is then the first of them.
 	Arrays []ArrayJob `json:"arrays,omitempty"`
+	// Attempt is the stage's attempt whose job JobID is: 1 for the first (0 in records
+	// written before retry existed, read as 1 by Attempts), one more each time a retry
+	// resubmits the stage.
+	Attempt int `json:"attempt,omitempty"`
+	// Past are the stage's earlier attempts, oldest first: their jobs, how they ended and
+	// where a retry moved their files.
+	Past []PastAttempt `json:"past_attempts,omitempty"`
+}
+
+// Attempts is the number of the stage's current attempt: 1, or more after retries.
+func (s RunStage) Attempts() int { return max(s.Attempt, 1) }
+
+// PastAttempt is one earlier attempt of a stage, replaced by a retry.
+type PastAttempt struct {
+	Attempt int    `json:"attempt"`
+	JobID   string `json:"job_id,omitempty"`
+	// State is how the attempt ended, as status saw it when the retry was recorded.
+	State string `json:"state,omitempty"`
+	// Dir is where its files went, relative to the run directory
+	// (experiment.AttemptDir): attempts/<attempt>/stages/<stage>.
+	Dir string `json:"dir,omitempty"`
 }
 
 // ArrayJob is one array job of a sweep's stage: its tasks 0..Count-1 run trials

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -42,7 +43,9 @@ type Options struct {
 
 // Excludes are the run-directory paths FetchResults leaves on the cluster: the trainer
 // program always (it is in hpctl already); resume state and final checkpoints unless
-// AllCheckpoints; every checkpoint with NoCheckpoints.
+// AllCheckpoints; every checkpoint with NoCheckpoints. Earlier attempts of retried
+// stages (attempts/<n>/stages/<stage>) come with their history, metrics and logs, but
+// their checkpoints and state only with AllCheckpoints.
 func (o Options) Excludes() []string {
 	every := experiment.PathsOf("*")
 	ex := []string{experiment.TrainerDir + "/"}
@@ -51,6 +54,10 @@ func (o Options) Excludes() []string {
 		ex = append(ex, every.Checkpoints+"/", every.State+"/")
 	case !o.AllCheckpoints:
 		ex = append(ex, every.FinalCheckpoint+".*", every.State+"/")
+	}
+	if !o.AllCheckpoints {
+		old := path.Join(experiment.AttemptsDir, "*")
+		ex = append(ex, path.Join(old, every.Checkpoints)+"/", path.Join(old, every.State)+"/")
 	}
 	return ex
 }

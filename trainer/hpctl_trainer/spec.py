@@ -40,6 +40,12 @@ def expand(path):
     return path
 
 
+def is_checkpoint_path(init_from):
+    """init_from names a checkpoint file (an absolute path, or one under ~/ or $HOME/)
+    rather than a stage of the spec."""
+    return isinstance(init_from, str) and os.path.isabs(expand(init_from))
+
+
 def _missing(path, key):
     return InputError("%s: %s missing; was it written by hpctl?" % (os.path.basename(path), key))
 
@@ -105,8 +111,12 @@ def load(path):
         m["weights"] = expand(m["weights"])
     stage_names = [s["name"] for s in spec["stages"]]
     for s in spec["stages"]:
-        if s["init_from"] and s["init_from"] not in stage_names:
-            raise InputError("spec: stage %r: init_from %r is not a stage" % (s["name"], s["init_from"]))
+        if s["init_from"] and is_checkpoint_path(s["init_from"]):
+            # A checkpoint file (hpctl resolves RUN:STAGE to one at submit).
+            s["init_from"] = expand(s["init_from"])
+        elif s["init_from"] and s["init_from"] not in stage_names:
+            raise InputError("spec: stage %r: init_from %r is neither a stage nor an absolute checkpoint path"
+                             % (s["name"], s["init_from"]))
         opt = s["optimizer"]
         opt["name"] = str(opt["name"]).lower()
         if opt["name"] not in OPTIMIZERS:

@@ -10,11 +10,11 @@ import numpy as np
 
 from . import InputError, Preempted, compat, data, fsutil, model as mdl, weights
 from .callbacks import HISTORY_HEADER, StageCallback, stop_requested, to_float
-from .checkpoints import checkpoint_path, model_info, read_model_info, write_checkpoint
+from .checkpoints import checkpoint_path, model_info, model_info_beside, read_model_info, write_checkpoint
 from .compat import tf
 from .evaluate import evaluate, load_data
 from .resume import read_state, restore_state
-from .spec import stage as stage_spec, stage_paths
+from .spec import is_checkpoint_path, stage as stage_spec, stage_paths
 
 
 def _seed(seed):
@@ -79,20 +79,33 @@ def run(spec, stage_name, run_dir):
     state = read_state(paths["state"])
     init_ckpt = None
     init_record = None
-    if st_spec["init_from"]:
+    if st_spec["init_from"] and is_checkpoint_path(st_spec["init_from"]):
+        # A checkpoint file: a path in the spec, or another run's stage (RUN:STAGE) that
+        # hpctl resolved to that stage's best checkpoint at submit.
+        init_ckpt = st_spec["init_from"]
+        if not os.path.isfile(init_ckpt):
+            raise InputError("stage %r starts from the checkpoint %s, which does not exist"
+                             % (stage_name, init_ckpt))
+        prev = model_info_beside(init_ckpt)
+    elif st_spec["init_from"]:
         init_paths = stage_paths(spec, st_spec["init_from"], run_dir)
         init_ckpt = checkpoint_path(init_paths["best_checkpoint"])
         if not os.path.exists(init_ckpt):
             raise InputError("stage %r starts from stage %r, whose best checkpoint %s does not exist; "
                              "run that stage first" % (stage_name, st_spec["init_from"], init_ckpt))
         prev = read_model_info(init_paths["model_info"])
+    if init_ckpt:
         if prev and prev.get("class_names") != class_names:
             raise InputError("stage %r: classes %s differ from those of %s (%s)"
                              % (stage_name, class_names, init_ckpt, prev.get("class_names")))
         # Recorded in metrics.json, so anyone can check which file this stage started from
         # (its digest is that of the fetched best checkpoint of init_from).
-        init_record = {"path": os.path.relpath(init_ckpt, run_dir),
-                       "sha256": weights.file_digest(init_ckpt, "sha256")}
+        # The path is relative to the run directory for its own stages, absolute for a
+        # checkpoint outside it.
+        rel = os.path.relpath(init_ckpt, run_dir)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = os.path.abspath(init_ckpt)
+        init_record = {"path": rel, "sha256": weights.file_digest(init_ckpt, "sha256")}
         print("trainer: stage %s: starting from %s (sha256 %s)"
               % (stage_name, init_record["path"], init_record["sha256"]), file=sys.stderr)
     weights_path = None

@@ -73,6 +73,38 @@ def test_model_learns_and_metrics_complete(two_stage_run):
     assert set(ev["per_class_accuracy"]) == {"horizontal", "vertical"}
 
 
+def test_init_from_a_checkpoint_path(two_stage_run, dataset, tmp_path):
+    # Another run's checkpoint, by absolute path (hpctl resolves RUN:STAGE to one): the
+    # stage starts from it and records its absolute path and digest.
+    run_dir, _, _ = two_stage_run
+    frozen = json.load(open(os.path.join(run_dir, "stages", "frozen", "metrics.json")))
+    ckpt = os.path.join(run_dir, frozen["checkpoints"]["best"])
+    other = str(tmp_path / "other")
+    spec_path, spec = make_spec(other, dataset, frozen_epochs=1)
+    spec["stages"] = spec["stages"][1:]
+    spec["stages"][0].update(depends_on=[], init_from=ckpt, epochs=1)
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    r = run(train_cmd(spec_path, "finetune", other), cwd=other)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.load(open(os.path.join(other, "stages", "finetune", "metrics.json")))
+    assert m["init_checkpoint"] == {"path": ckpt, "sha256": file_digest(ckpt, "sha256")}
+    assert m["init_from"] == ckpt
+
+    # A checkpoint that is not there is bad input (exit 2), named.
+    spec["stages"][0]["init_from"] = ckpt + ".missing"
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    r = run(train_cmd(spec_path, "finetune", other), cwd=other)
+    assert r.returncode == 2 and "starts from the checkpoint %s.missing, which does not exist" % ckpt in r.stderr, r.stderr
+    # Neither a stage nor an absolute path.
+    spec["stages"][0]["init_from"] = "nope"
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    r = run(train_cmd(spec_path, "finetune", other), cwd=other)
+    assert r.returncode == 2 and "neither a stage nor an absolute checkpoint path" in r.stderr, r.stderr
+
+
 def test_best_checkpoint_predicts(two_stage_run, dataset, tmp_path):
     run_dir, _, _ = two_stage_run
     m = json.load(open(os.path.join(run_dir, "stages", "finetune", "metrics.json")))
