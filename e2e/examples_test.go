@@ -107,7 +107,7 @@ var examples = []example{
 	{text: "hpctl compare latest/0 latest/1 --plot seeds.png", check: "seed"},
 	// clean, last: it removes runs.
 	{text: "hpctl clean --state failed,cancelled --dry-run"},
-	{text: "hpctl clean --older-than 720h --remote --yes", check: "no runs match"},
+	{text: "hpctl clean --older-than 30d --remote --yes", check: "no runs match"},
 	{text: "hpctl clean latest --yes", check: "removed sweep8-"},
 	{text: "hpctl completion fish | source", run: `fish -c 'hpctl completion fish | source; complete -C "hpctl sta"'`,
 		why: "fish's own syntax: the example is a line of ~/.config/fish/config.fish", check: "status"},

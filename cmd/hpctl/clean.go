@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/internal/config"
 	"github.com/hpctl/hpctl/internal/errkind"
 	"github.com/hpctl/hpctl/internal/registry"
 	"github.com/hpctl/hpctl/jobs"
@@ -58,10 +60,10 @@ cluster.
 
 Examples:
    hpctl clean --state failed,cancelled --dry-run
-   hpctl clean --older-than 720h --remote --yes
+   hpctl clean --older-than 30d --remote --yes
    hpctl clean latest --yes`,
 		Flags: []cli.Flag{
-			durationFlag("older-than", "only runs submitted longer ago than this (72h, 30m)", ""),
+			&cli.GenericFlag{Name: "older-than", Usage: "only runs submitted longer ago than this (30d, 72h, 90m)", Value: &ageValue{}},
 			&cli.StringSliceFlag{Name: "state", Usage: "only runs in these states (failed, cancelled, completed, timeout, ...; comma-separated or repeated)"},
 			&cli.BoolFlag{Name: "remote", Usage: "also remove the run directories on the cluster"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove without asking"},
@@ -69,7 +71,7 @@ Examples:
 			&cli.StringFlag{Name: "results-dir", Usage: "where fetched results are (default: the results-dir setting, ./results)"},
 		},
 		Action: func(c *cli.Context) error {
-			o := cleanOptions{runs: c.Args().Slice(), olderThan: flagDuration(c, "older-than"), remote: c.Bool("remote"),
+			o := cleanOptions{runs: c.Args().Slice(), olderThan: c.Generic("older-than").(*ageValue).d, remote: c.Bool("remote"),
 				yes: c.Bool("yes"), dryRun: c.Bool("dry-run"), resultsDir: c.String("results-dir")}
 			for _, v := range c.StringSlice("state") {
 				for _, s := range strings.Split(v, ",") {
@@ -92,6 +94,34 @@ Examples:
 			return runClean(c.Context, e, o)
 		},
 	}
+}
+
+// ageValue is --older-than: a duration as every hpctl duration is, or whole days ("30d"),
+// the unit runs are usually counted in.
+type ageValue struct{ d time.Duration }
+
+func (v *ageValue) Set(s string) error {
+	if n, ok := strings.CutSuffix(strings.TrimSpace(s), "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return fmt.Errorf("%q is not a number of days (write 30d)", s)
+		}
+		v.d = time.Duration(days) * 24 * time.Hour
+		return nil
+	}
+	d, err := config.ParseDuration(s)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("%q is not a positive duration", s)
+	}
+	v.d = d
+	return err
+}
+
+func (v *ageValue) String() string {
+	if v == nil || v.d == 0 {
+		return ""
+	}
+	return v.d.String()
 }
 
 // cleanItem is one run clean would remove, and what of it.

@@ -196,3 +196,32 @@ func decodeSubmitted(t *testing.T, out string) submitted {
 	}
 	return s
 }
+
+// clean's own refusals, before it asks anything of the cluster.
+func TestCleanUsage(t *testing.T) {
+	isolate(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "never removes every run by default"},
+		{[]string{"--state", "running"}, "active runs are never removed"},
+		{[]string{"--state", "completed,pending"}, `"pending" is not a state a run ends in`},
+		{[]string{"--older-than", "30"}, "no unit"},
+		{[]string{"--older-than", "-2d"}, "not a number of days"},
+		{[]string{"--older-than", "30d", "--yes", "--dry-run"}, "contradict"},
+	} {
+		_, errs, code := hpctl(t, append([]string{"clean"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("clean %v: exit %d, want %d with %q: %s", c.args, code, exitUsage, c.want, errs)
+		}
+	}
+	// Days are days; an empty registry has nothing to remove.
+	v := &ageValue{}
+	if err := v.Set("30d"); err != nil || v.d != 30*24*time.Hour {
+		t.Errorf("30d: %v %v", v.d, err)
+	}
+	if out, errs, code := hpctl(t, "clean", "--older-than", "30d"); code != 0 || !strings.Contains(out, "no runs match") {
+		t.Errorf("clean of an empty registry: exit %d: %s%s", code, out, errs)
+	}
+}
