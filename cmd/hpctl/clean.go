@@ -64,7 +64,7 @@ Examples:
    hpctl clean latest --yes`,
 		Flags: []cli.Flag{
 			&cli.GenericFlag{Name: "older-than", Usage: "only runs submitted longer ago than this (30d, 72h, 90m)", Value: &ageValue{}},
-			&cli.StringSliceFlag{Name: "state", Usage: "only runs in these states (failed, cancelled, completed, timeout, ...; comma-separated or repeated)"},
+			&cli.StringFlag{Name: "state", Usage: "only runs in these states, comma-separated (failed, cancelled, completed, timeout, ...)"},
 			&cli.BoolFlag{Name: "remote", Usage: "also remove the run directories on the cluster"},
 			&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove without asking"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "only list what would be removed"},
@@ -73,7 +73,7 @@ Examples:
 		Action: func(c *cli.Context) error {
 			o := cleanOptions{runs: c.Args().Slice(), olderThan: c.Generic("older-than").(*ageValue).d, remote: c.Bool("remote"),
 				yes: c.Bool("yes"), dryRun: c.Bool("dry-run"), resultsDir: c.String("results-dir")}
-			for _, v := range c.StringSlice("state") {
+			if v := c.String("state"); v != "" {
 				for _, s := range strings.Split(v, ",") {
 					st := jobs.State(strings.ToUpper(strings.TrimSpace(s)))
 					if !ended(st) {
@@ -116,6 +116,9 @@ func (v *ageValue) Set(s string) error {
 	v.d = d
 	return err
 }
+
+// Get makes the value a flag.Getter, which urfave's Context.Value needs.
+func (v *ageValue) Get() any { return v.d }
 
 func (v *ageValue) String() string {
 	if v == nil || v.d == 0 {
