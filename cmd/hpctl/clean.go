@@ -155,8 +155,12 @@ func runClean(ctx context.Context, e *env, o cleanOptions) error {
 		}
 	}
 	var picked []registry.Run
+	var kept []string
 	for _, r := range candidates {
-		if o.olderThan > 0 && time.Since(r.SubmittedAt) < o.olderThan {
+		if age := time.Since(r.SubmittedAt); o.olderThan > 0 && age < o.olderThan {
+			if named[r.ID] {
+				kept = append(kept, fmt.Sprintf("%s: submitted %s ago, not longer than %s", r.ID, age.Round(time.Second), o.olderThan))
+			}
 			continue
 		}
 		if !slices.ContainsFunc(picked, func(p registry.Run) bool { return p.ID == r.ID }) {
@@ -164,6 +168,9 @@ func runClean(ctx context.Context, e *env, o cleanOptions) error {
 		}
 	}
 	if len(picked) == 0 {
+		for _, k := range kept {
+			fmt.Fprintf(e.stdout, "keeping %s\n", k)
+		}
 		fmt.Fprintln(e.stdout, "no runs match; nothing to remove")
 		return nil
 	}
@@ -174,7 +181,6 @@ func runClean(ctx context.Context, e *env, o cleanOptions) error {
 		return fmt.Errorf("clean: the runs' states are needed to keep active runs: %w", err)
 	}
 	var items []cleanItem
-	var kept []string
 	for i, r := range picked {
 		state := st[i].State
 		if held, herr := reg.Held(r.ID); herr == nil && held {
