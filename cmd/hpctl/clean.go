@@ -47,8 +47,10 @@ what it would remove; on a terminal it then asks, elsewhere it removes nothing u
 
 Runs still queued or running are never removed: cancel them first (hpctl cancel RUN).
 A run named on the command line that is still active stops clean before it removes
-anything; one that --older-than or --state picked is kept and listed as such. States
-come from one squeue and at most one sacct call per cluster.
+anything (exit 2, as every refusal of clean); one that --older-than or --state picked is
+kept and listed as such. States come from one squeue and at most one sacct call per
+cluster; a run whose jobs neither Slurm nor its run directory knows any more (UNKNOWN)
+has none left to run and may be removed.
 
 --remote removes only directories that are what the registry says a run directory is:
 <workdir>/<run-id>, a real directory (not a symbolic link) holding the run's spec.yaml,
