@@ -91,12 +91,24 @@ var examples = []example{
 	{text: "hpctl cancel latest"},
 	{text: "hpctl retry latest", check: "frozen"},
 	{text: "hpctl status latest --watch --interval 1s", why: "not an example: waits for the retried run", check: "COMPLETED"},
+	// The two quickstart runs, side by side (the second one not fetched yet).
+	{text: "hpctl compare $(hpctl runs -o json | jq -r '.[0:2][].id')", check: "finetune best val acc"},
+	{text: "hpctl compare demo-20261203-101500-1a2b demo-20261203-104010-9f8e", run: "hpctl compare $(hpctl runs -o json | jq -r '.[0:2][].id')",
+		why: "the help's run ids are examples; the two quickstart runs this test submitted stand in", check: "results/compare/demo-"},
+	{text: "hpctl compare demo-20261203-101500-1a2b demo-20261203-104010-9f8e -o json | jq '.differs[].key'",
+		run: "hpctl compare $(hpctl runs -o json | jq -r '.[0:2][].id') -o json | jq -e '.differs | length == 0'",
+		why: "the help's run ids are examples; the two quickstart runs this test submitted stand in (same spec: no key differs)", check: "true"},
 	// A sweep of eight trials for the sweep examples (sweepExamplesSpec).
 	{text: "hpctl submit sweep8.yaml --executor local", why: "not an example: the sweep the next examples look at", check: "submitted run sweep8-"},
 	{text: "hpctl status latest --watch --interval 1s", why: "not an example: waits for the sweep to end"},
 	{text: "hpctl status latest --trials", check: "trial"},
 	{text: "hpctl logs latest --trial 3 --stage finetune", check: "finetune of trial 3"},
 	{text: "hpctl cancel latest --trial 3 --trial 7"},
+	{text: "hpctl compare latest/0 latest/1 --plot seeds.png", check: "seed"},
+	// clean, last: it removes runs.
+	{text: "hpctl clean --state failed,cancelled --dry-run"},
+	{text: "hpctl clean --older-than 30d --remote --yes", check: "no runs match"},
+	{text: "hpctl clean latest --yes", check: "removed sweep8-"},
 	{text: "hpctl completion fish | source", run: `fish -c 'hpctl completion fish | source; complete -C "hpctl sta"'`,
 		why: "fish's own syntax: the example is a line of ~/.config/fish/config.fish", check: "status"},
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		ID: plan.RunID, SpecName: spec.Name, SpecFile: absPath(plan.SpecFile), SpecHash: plan.SpecHash,
 		RunDir: plan.RunDir, Host: hostOf(t), Executor: ex.Name(), Status: registry.RunSubmitted,
 		SubmittedAt: submitted.UTC(), HpctlVersion: opts.Version, Trials: len(plan.Trials), SweepKeys: plan.SweepKeys,
+		Backbone: backbones(plan),
 	}
 	for _, tr := range plan.Trials {
 		vals := make([]string, len(plan.SweepKeys))
@@ -411,4 +413,18 @@ func dataProblems(ctx context.Context, t transport.Transport, checks []experimen
 		}
 	}
 	return problems, nil
+}
+
+// backbones is the run's backbone, or a sweep's distinct backbones in trial order.
+func backbones(plan *experiment.Plan) string {
+	if len(plan.Trials) == 0 {
+		return plan.Spec.Model.Backbone
+	}
+	var names []string
+	for _, tr := range plan.Trials {
+		if !slices.Contains(names, tr.Spec.Model.Backbone) {
+			names = append(names, tr.Spec.Model.Backbone)
+		}
+	}
+	return strings.Join(names, ",")
 }

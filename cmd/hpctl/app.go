@@ -19,6 +19,8 @@ import (
 // env is what every command gets: where to write, hpctl's settings and the logger. It is
 // filled in by the app's Before hook, after flags are parsed.
 type env struct {
+	// stdin is where a command asks for confirmation (clean); nil is os.Stdin.
+	stdin    io.Reader
 	stdout   io.Writer
 	stderr   io.Writer
 	settings config.Settings

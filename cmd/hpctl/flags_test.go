@@ -153,7 +153,8 @@ func flagValue(t *testing.T, f cli.Flag) (string, bool) {
 	case *cli.DurationFlag:
 		return "2s", true
 	case *cli.GenericFlag:
-		if _, ok := f.(*cli.GenericFlag).Value.(*durationValue); ok {
+		switch f.(*cli.GenericFlag).Value.(type) {
+		case *durationValue, *ageValue:
 			return "2s", true
 		}
 	}

@@ -23,6 +23,7 @@ var jsonOutputs = map[string]any{
 	"hpctl submit":        submitResult{},
 	"hpctl status":        []pipeline.RunStatus{},
 	"hpctl runs":          []runsRow{},
+	"hpctl compare":       results.Compared{},
 	"hpctl fetch-results": []results.Fetched{},
 	"hpctl weights fetch": weightsResult{},
 	"hpctl version":       versionInfo{},

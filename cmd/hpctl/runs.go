@@ -8,8 +8,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/hpctl/hpctl/internal/num"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/pipeline"
+	"github.com/hpctl/hpctl/pipeline/results"
 )
 
 func init() { register(45, runsCommand) }
@@ -25,8 +27,10 @@ func runsCommand(e *env) *cli.Command {
 		Usage:     "list recorded runs, newest first",
 		ArgsUsage: " ",
 		Description: `Lists the runs this machine submitted, newest first, with their state (resolved with
-one squeue and at most one sacct call per cluster). If the cluster does not answer, the
-list is still printed, with state UNKNOWN.
+one squeue and at most one sacct call per cluster), backbone and the last stage's best
+validation accuracy so far (read from the run directory with the states, in one command
+per cluster; a sweep shows its best trial's). If the cluster does not answer, the list is
+still printed, with state UNKNOWN and the accuracy of fetched results.
 
 Examples:
    hpctl runs
@@ -63,6 +67,11 @@ type runsRow struct {
 	Trials int `json:"trials,omitempty"`
 	// Attempt is the run's submission count: 1, one more with each hpctl retry.
 	Attempt int `json:"attempt"`
+	// Backbone is the spec's model.backbone (a sweep's, comma-separated when swept).
+	Backbone string `json:"backbone,omitempty"`
+	// BestValAccuracy is the final stage's best validation accuracy so far (a sweep's:
+	// its best trial's).
+	BestValAccuracy *num.Float `json:"best_val_accuracy,omitempty"`
 }
 
 func runRuns(ctx context.Context, e *env, o runsOptions) error {
@@ -76,6 +85,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		return err
 	}
 	states := map[string]string{}
+	best := map[string]*num.Float{}
 	if len(runs) > 0 {
 		st, err := e.statusOf(ctx, runs, pipeline.StatusOptions{KeepStuck: true})
 		switch {
@@ -86,6 +96,9 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		default:
 			for _, s := range st {
 				states[s.Run.ID] = string(s.State)
+				if n := len(s.Stages); n > 0 {
+					best[s.Run.ID] = s.Stages[n-1].BestValAccuracy
+				}
 			}
 		}
 	}
@@ -99,7 +112,18 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 			continue
 		}
 		row := runsRow{ID: r.ID, State: state, SubmittedAt: r.SubmittedAt, Spec: r.SpecFile, Executor: r.Executor, Host: r.Host, RunDir: r.RunDir, Jobs: []string{},
-			Trials: r.Trials, Attempt: r.Attempts()}
+			Trials: r.Trials, Attempt: r.Attempts(), Backbone: r.Backbone, BestValAccuracy: best[r.ID]}
+		if row.Backbone == "" || row.BestValAccuracy == nil {
+			// Records older than the backbone field, and states the cluster could not
+			// give: what fetch-results left in results/<run-id>/ says.
+			local := results.Local(e.settings.ResultsDir, r)
+			if row.Backbone == "" {
+				row.Backbone = local.Backbone
+			}
+			if row.BestValAccuracy == nil {
+				row.BestValAccuracy = local.BestValAccuracy
+			}
+		}
 		for _, s := range r.Stages {
 			row.Jobs = append(row.Jobs, s.JobIDs()...)
 		}
@@ -119,7 +143,7 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		}
 		return nil
 	}
-	tw := newTable("run", "state", "submitted", "executor", "jobs", "run dir")
+	tw := newTable("run", "state", "submitted", "backbone", "best val acc", "executor", "jobs", "run dir")
 	for _, r := range rows {
 		jobs := strings.Join(r.Jobs, ",")
 		if r.Trials > 0 {
@@ -128,7 +152,8 @@ func runRuns(ctx context.Context, e *env, o runsOptions) error {
 		if r.Attempt > 1 {
 			jobs += fmt.Sprintf(" (attempt %d)", r.Attempt)
 		}
-		tw.AppendRow([]any{r.ID, r.State, r.SubmittedAt.Local().Format("2006-01-02 15:04"), executorName(r), jobs, r.RunDir})
+		tw.AppendRow([]any{r.ID, r.State, r.SubmittedAt.Local().Format("2006-01-02 15:04"), dash(r.Backbone), dash(num.Text(r.BestValAccuracy, 4)),
+			executorName(r), jobs, r.RunDir})
 	}
 	renderTable(e.stdout, tw)
 	return nil

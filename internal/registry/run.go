@@ -27,9 +27,13 @@ type Run struct {
 	// QueueingAt is when the submitter last recorded the run before asking the
 	// scheduler for a job: an interrupted submission's last sbatch may still become a
 	// job for a moment after that, which settling it waits out.
-	QueueingAt   time.Time  `json:"queueing_at,omitzero"`
-	HpctlVersion string     `json:"hpctl_version"`
-	Stages       []RunStage `json:"stages"`
+	QueueingAt   time.Time `json:"queueing_at,omitzero"`
+	HpctlVersion string    `json:"hpctl_version"`
+	// Backbone is the spec's model.backbone; for a sweep that sweeps it, the trials'
+	// backbones in trial order without repeats, comma-separated. Empty in records written
+	// before it was recorded (hpctl runs then reads it from fetched results).
+	Backbone string     `json:"backbone,omitempty"`
+	Stages   []RunStage `json:"stages"`
 	// Trials is a sweep's number of trials (trials/0 .. trials/N-1 in the run
 	// directory); 0 for a run of one trial.
 	Trials int `json:"trials,omitempty"`
