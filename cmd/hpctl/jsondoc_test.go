@@ -24,6 +24,7 @@ var jsonOutputs = map[string]any{
 	"hpctl status":        []pipeline.RunStatus{},
 	"hpctl runs":          []runsRow{},
 	"hpctl fetch-results": []results.Fetched{},
+	"hpctl predict":       predictResult{},
 	"hpctl weights fetch": weightsResult{},
 	"hpctl version":       versionInfo{},
 }
