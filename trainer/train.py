@@ -121,7 +121,7 @@ def main(argv=None):
             print("trainer: failed after SIGUSR2; exiting %d so the job is requeued" % EXIT_PREEMPTED,
                   file=sys.stderr)
             return EXIT_PREEMPTED
-        print("trainer: training failed", file=sys.stderr)
+        print("trainer: %s failed" % ("training" if args.command == "train" else args.command), file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -72,7 +72,7 @@ Examples:
 			&cli.StringFlag{Name: "stage", Aliases: []string{"s"}, Usage: "the stage whose best checkpoint classifies (default: the run's last)"},
 			&cli.IntFlag{Name: "trial", Value: -1, DefaultText: "none", Usage: "for a sweep, the trial whose checkpoint classifies"},
 			&cli.BoolFlag{Name: "remote", Usage: "run on the cluster even when the results are fetched and TensorFlow is here"},
-			&cli.IntFlag{Name: "gpus", Usage: "GPUs the cluster job asks for (default none: a CPU classifies a few images in seconds)"},
+			&cli.IntFlag{Name: "gpus", DefaultText: "none", Usage: "GPUs the cluster job asks for (a CPU classifies a few images in seconds)"},
 			&cli.StringFlag{Name: "time", Value: "00:30:00", Usage: "the cluster job's time limit (Slurm's --time)"},
 			&cli.StringFlag{Name: "results-dir", Usage: "where fetched runs are (default: the results-dir setting, ./results)"},
 			outputFlag(),

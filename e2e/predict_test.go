@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpctl/hpctl/internal/testenv"
+	"github.com/hpctl/hpctl/jobs"
+)
+
+// minPredictAccuracy: the trained run separates the quickstart's classes at 1.0 on its
+// val set; held-out images drawn from the same generator (another seed) are as easy, so
+// 0.9 leaves room for CPU training's nondeterminism.
+const minPredictAccuracy = 0.9
+
+type predicted struct {
+	RunID       string   `json:"run_id"`
+	Stage       string   `json:"stage"`
+	Checkpoint  string   `json:"checkpoint"`
+	ClassNames  []string `json:"class_names"`
+	RanOn       string   `json:"ran_on"`
+	JobID       string   `json:"job_id"`
+	Predictions []struct {
+		Image         string             `json:"image"`
+		Label         string             `json:"label"`
+		ClassIndex    int                `json:"class_index"`
+		Probability   float64            `json:"probability"`
+		Probabilities map[string]float64 `json:"probabilities"`
+		Logit         *float64           `json:"logit"`
+	} `json:"predictions"`
+}
+
+// heldOut writes n new images per class with the quickstart's generator and another seed,
+// under dir/<class>/, and returns dir.
+func heldOut(t *testing.T, py, dir string, n int) string {
+	t.Helper()
+	prog := fmt.Sprintf(`
+import importlib.util, os, sys
+import numpy as np
+from PIL import Image
+spec = importlib.util.spec_from_file_location("demo", "scripts/make-demo-data.py")
+demo = importlib.util.module_from_spec(spec); spec.loader.exec_module(demo)
+rng = np.random.RandomState(7)
+for c in demo.CLASSES:
+    d = os.path.join(%q, c)
+    os.makedirs(d, exist_ok=True)
+    for i in range(%d):
+        Image.fromarray(demo.image(c, rng)).save(os.path.join(d, "new_%%02d.png" %% i))
+print("held-out images written")
+`, dir, n)
+	python(t, py, "-c", prog)
+	return dir
+}
+
+// checkPredicted checks predictions of the held-out images as the notebook would read
+// them: the label is the folder's, often enough; probabilities are in [0, 1] and are the
+// logit's sigmoid; a positive logit is class_names[1], the second folder name in sorted
+// order (Keras's image_dataset_from_directory and flow_from_directory order, so the
+// notebook's `preds[0][0] > 0` -> "Urban" of rural/urban).
+func checkPredicted(t *testing.T, p predicted, n int) {
+	t.Helper()
+	if !slices.Equal(p.ClassNames, []string{"circles", "squares"}) {
+		t.Errorf("class_names %q, want the sorted folder names [circles squares]", p.ClassNames)
+	}
+	if len(p.Predictions) != n {
+		t.Fatalf("%d predictions, want %d", len(p.Predictions), n)
+	}
+	right := 0
+	for _, x := range p.Predictions {
+		truth := filepath.Base(filepath.Dir(x.Image))
+		if x.Label == truth {
+			right++
+		}
+		if x.Logit == nil {
+			t.Fatalf("%s: no logit from a two-class model", x.Image)
+		}
+		sig := 1 / (1 + math.Exp(-*x.Logit))
+		wantIdx := 0
+		if *x.Logit > 0 {
+			wantIdx = 1
+		}
+		if x.ClassIndex != wantIdx || x.Label != p.ClassNames[wantIdx] {
+			t.Errorf("%s: logit %g gave %s (index %d), want %s: a positive logit is class_names[1]", x.Image, *x.Logit, x.Label, x.ClassIndex, p.ClassNames[wantIdx])
+		}
+		if x.Probability < 0.5 || x.Probability > 1 || math.Abs(x.Probabilities["squares"]-sig) > 1e-6 ||
+			math.Abs(x.Probabilities["circles"]-(1-sig)) > 1e-6 || math.Abs(x.Probability-math.Max(sig, 1-sig)) > 1e-6 {
+			t.Errorf("%s: probability %g, probabilities %v, for logit %g (sigmoid %g)", x.Image, x.Probability, x.Probabilities, *x.Logit, sig)
+		}
+	}
+	if acc := float64(right) / float64(n); acc < minPredictAccuracy {
+		t.Errorf("accuracy on held-out images %.3f (%d of %d), want at least %.2f", acc, right, n, minPredictAccuracy)
+	} else {
+		t.Logf("accuracy on %d held-out images: %.3f", n, acc)
+	}
+}
+
+// TestPredictEndToEnd trains the quickstart's pipeline on Slurm, then classifies new
+// images of both classes with its best checkpoint: as a cluster job in the stage's
+// runtime before the results are fetched, then on this machine from the fetched results;
+// and the error paths a user meets.
+func TestPredictEndToEnd(t *testing.T) {
+	testenv.RequireSlurm(t)
+	py := requirePython(t)
+	c := newCLI(t)
+	c.env = append(c.env, "HPCTL_PYTHON="+py)
+	dir := t.TempDir()
+
+	python(t, py, "scripts/make-demo-data.py", filepath.Join(dir, "data"))
+	const perClass = 15
+	photos := heldOut(t, py, filepath.Join(dir, "heldout"), perClass)
+	spec := filepath.Join(dir, "e2e.yaml")
+	if err := os.WriteFile(spec, []byte(pipelineSpec(dir, py)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := c.submit(t, spec)
+	st := c.waitEnded(t, sub.RunID, pipelineTimeout)
+	for _, s := range st.Stages {
+		if s.State != jobs.StateCompleted {
+			t.Fatalf("stage %s is %s, want COMPLETED\n%s", s.Name, s.State, c.stageLogs(t, sub.RunID, st))
+		}
+	}
+	results := filepath.Join(dir, "results")
+
+	// Not fetched yet: a job on the cluster, in the stage's runtime.
+	var remote predicted
+	start := time.Now()
+	c.jsonOut(t, &remote, "predict", sub.RunID, photos, "--results-dir", results)
+	t.Logf("predict on the cluster: %.1fs (job %s)", time.Since(start).Seconds(), remote.JobID)
+	if remote.RanOn != "cluster" || remote.JobID == "" || remote.Stage != "finetune" || remote.RunID != sub.RunID ||
+		!strings.HasPrefix(remote.Checkpoint, sub.RunDir+"/stages/finetune/checkpoints/best.") {
+		t.Errorf("remote predict: %+v", remote)
+	}
+	checkPredicted(t, remote, 2*perClass)
+	if _, err := os.Stat(filepath.Join(sub.RunDir, "predict")); !os.IsNotExist(err) {
+		t.Errorf("the scratch folder is still in the run directory: %v", err)
+	}
+	// The table: a header and one row per image, in the folder's sorted order.
+	out := c.must(t, "predict", sub.RunID, "--stage", "frozen", filepath.Join(photos, "circles", "new_00.png"), filepath.Join(photos, "squares", "new_00.png"))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !regexp.MustCompile(`^IMAGE +LABEL +PROBABILITY$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`circles/new_00\.png +(circles|squares) +[01]\.\d{4}$`).MatchString(lines[1]) {
+		t.Errorf("predict's table:\n%s", out)
+	}
+
+	// Fetched: on this machine, with the same checkpoint and preprocessing, so the same
+	// numbers.
+	fetch(t, c, sub.RunID, results)
+	var local predicted
+	start = time.Now()
+	c.jsonOut(t, &local, "predict", sub.RunID, photos, "--results-dir", results)
+	t.Logf("predict here: %.1fs", time.Since(start).Seconds())
+	if local.RanOn != "local" || local.JobID != "" || !strings.HasPrefix(local.Checkpoint, filepath.Join(results, sub.RunID)) {
+		t.Errorf("local predict: %+v", local)
+	}
+	checkPredicted(t, local, 2*perClass)
+	for i, x := range local.Predictions {
+		r := remote.Predictions[i]
+		if x.Image != r.Image || x.Label != r.Label || math.Abs(*x.Logit-*r.Logit) > 1e-3 {
+			t.Errorf("image %d: here %s %s %g, on the cluster %s %s %g", i, x.Image, x.Label, *x.Logit, r.Image, r.Label, *r.Logit)
+		}
+	}
+	// The checkpoint file itself.
+	var byFile predicted
+	c.jsonOut(t, &byFile, "predict", local.Checkpoint, filepath.Join(photos, "squares"))
+	if len(byFile.Predictions) != perClass || byFile.RunID != "" || byFile.RanOn != "local" {
+		t.Errorf("predict CHECKPOINT: %+v", byFile)
+	}
+
+	t.Run("errors", func(t *testing.T) {
+		empty := filepath.Join(dir, "empty")
+		notImage := filepath.Join(dir, "notes.jpg")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(notImage, []byte("a shopping list"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		img := filepath.Join(photos, "circles", "new_00.png")
+		for _, e := range []struct {
+			args []string
+			code int
+			msg  string
+		}{
+			{[]string{"predict", "no-such-run", img}, 4, "no-such-run"},
+			{[]string{"predict", sub.RunID, filepath.Join(dir, "missing.png")}, 4, "does not exist"},
+			{[]string{"predict", sub.RunID, notImage}, 2, "is not an image"},
+			{[]string{"predict", sub.RunID, empty}, 2, "holds no images"},
+			{[]string{"predict", sub.RunID, "--stage", "nope", img}, 4, `no stage "nope"`},
+			{[]string{"predict", sub.RunID, "--trial", "1", img}, 2, "not a sweep"},
+			{[]string{"predict", sub.RunID}, 2, "at least one IMAGE"},
+		} {
+			out, errs, code := c.run(t, append(e.args, "--results-dir", results)...)
+			if code != e.code || !strings.Contains(errs, e.msg) || out != "" {
+				t.Errorf("hpctl %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(e.args, " "), code, out, errs, e.code, e.msg)
+			}
+		}
+	})
+
+	// A run whose stages have not finished has no checkpoint to classify with (exit 4); a
+	// predict job interrupted by Ctrl-C leaves no job and no scratch folder.
+	t.Run("not finished, and interrupted", func(t *testing.T) {
+		second := c.submit(t, spec)
+		defer c.run(t, "cancel", second.RunID)
+		_, errs, code := c.run(t, "predict", second.RunID, filepath.Join(photos, "circles"), "--results-dir", results)
+		if code != 4 || !strings.Contains(errs, "has no best checkpoint yet") {
+			t.Errorf("predict on an unfinished run: exit %d: %s", code, errs)
+		}
+
+		// Ctrl-C once the job is queued (the second run keeps the cluster busy, so it
+		// may well still be pending).
+		cmd := exec.Command(c.bin, "predict", sub.RunID, "--remote", photos, "--results-dir", results)
+		cmd.Env, cmd.Dir = c.env, c.dir
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		queued := regexp.MustCompile(`predict job (\d+) queued`)
+		jobID := ""
+		sc := bufio.NewScanner(stderr)
+		var said []string
+		for sc.Scan() {
+			said = append(said, sc.Text())
+			if m := queued.FindStringSubmatch(sc.Text()); m != nil {
+				jobID = m[1]
+				break
+			}
+		}
+		if jobID == "" {
+			_ = cmd.Wait()
+			t.Fatalf("no job queued: %s", strings.Join(said, "\n"))
+		}
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, _ = bufio.NewReader(stderr).WriteTo(discard{}) }()
+		err = cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 130 {
+			t.Errorf("predict after Ctrl-C: exit %d (%v), want 130", code, err)
+		}
+		// The job was cancelled (it cannot have finished: TensorFlow alone takes seconds
+		// to import), and the scratch folder went with it.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for {
+			b, _ := exec.CommandContext(ctx, "sacct", "-X", "-n", "-P", "-j", jobID, "-o", "State").Output()
+			s := strings.TrimSpace(string(b))
+			if strings.HasPrefix(s, "CANCELLED") {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("job %s is %q a minute after predict was interrupted, want CANCELLED", jobID, s)
+			}
+			time.Sleep(time.Second)
+		}
+		if entries, err := os.ReadDir(filepath.Join(sub.RunDir, "predict")); err == nil && len(entries) > 0 {
+			t.Errorf("scratch folders left after Ctrl-C: %v", entries)
+		}
+	})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
