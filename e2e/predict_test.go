@@ -275,3 +275,62 @@ func TestPredictEndToEnd(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestPredictSweepTrial: a sweep's trial K classifies with its own checkpoint: on the
+// cluster before fetching; after fetch-results, the best trial (whose checkpoint is
+// fetched) on this machine and another trial (whose is not) on the cluster. A sweep
+// without --trial, or with one it does not have, is refused (exit 2).
+func TestPredictSweepTrial(t *testing.T) {
+	testenv.RequireSlurm(t)
+	py := requirePython(t)
+	c := newCLI(t)
+	c.env = append(c.env, "HPCTL_PYTHON="+py)
+	dir := t.TempDir()
+	python(t, py, "scripts/make-demo-data.py", filepath.Join(dir, "data"))
+	photos := heldOut(t, py, filepath.Join(dir, "heldout"), 5)
+	src := pipelineSpec(dir, py)
+	src = strings.Replace(src, "epochs: "+fmt.Sprint(frozenEpochs), "epochs: 2", 1)
+	src = strings.Replace(src, "epochs: "+fmt.Sprint(finetuneEpochs), "epochs: 2", 1)
+	src += "sweep:\n  grid:\n    seed: [1, 2]\n  max_parallel: 2\n"
+	spec := filepath.Join(dir, "sweep.yaml")
+	if err := os.WriteFile(spec, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := c.submit(t, spec)
+	if st := c.waitEnded(t, sub.RunID, 2*pipelineTimeout); st.State != jobs.StateCompleted {
+		t.Fatalf("sweep %s: %s\n%s", sub.RunID, st.State, c.must(t, "status", sub.RunID, "--trials"))
+	}
+	results := filepath.Join(dir, "results")
+	for _, e := range []struct {
+		args []string
+		msg  string
+	}{
+		{nil, "is a sweep of 2 trials: name one with --trial K"},
+		{[]string{"--trial", "2"}, "has trials 0 to 1, not 2"},
+	} {
+		_, errs, code := c.run(t, append([]string{"predict", sub.RunID, photos, "--results-dir", results}, e.args...)...)
+		if code != 2 || !strings.Contains(errs, e.msg) {
+			t.Errorf("predict %v: exit %d: %s, want exit 2 saying %q", e.args, code, errs, e.msg)
+		}
+	}
+	var remote predicted
+	c.jsonOut(t, &remote, "predict", sub.RunID, "--trial", "1", photos, "--results-dir", results)
+	if remote.RanOn != "cluster" || !strings.HasPrefix(remote.Checkpoint, sub.RunDir+"/trials/1/stages/finetune/checkpoints/best.") {
+		t.Errorf("trial 1 on the cluster: %+v", remote)
+	}
+	checkPredicted(t, remote, 10)
+
+	f := fetch(t, c, sub.RunID, results)
+	if f.BestTrial == nil {
+		t.Fatal("fetch-results names no best trial")
+	}
+	best, other := *f.BestTrial, 1-*f.BestTrial
+	var local, elsewhere predicted
+	c.jsonOut(t, &local, "predict", sub.RunID, "--trial", fmt.Sprint(best), photos, "--results-dir", results)
+	c.jsonOut(t, &elsewhere, "predict", sub.RunID, "--trial", fmt.Sprint(other), photos, "--results-dir", results)
+	if local.RanOn != "local" || elsewhere.RanOn != "cluster" ||
+		!strings.HasPrefix(local.Checkpoint, filepath.Join(results, sub.RunID, "trials", fmt.Sprint(best))) {
+		t.Errorf("after fetching: trial %d ran on %s (%s), trial %d on %s; want local, cluster", best, local.RanOn, local.Checkpoint, other, elsewhere.RanOn)
+	}
+	checkPredicted(t, local, 10)
+}
