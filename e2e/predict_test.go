@@ -153,6 +153,27 @@ func TestPredictEndToEnd(t *testing.T) {
 		t.Errorf("predict's table:\n%s", out)
 	}
 
+	// The same over ssh (the test sshd as the login node): the images go up through the
+	// one multiplexed login, the output comes back by tail.
+	t.Run("on the cluster over ssh", func(t *testing.T) {
+		cfg, host := testenv.RequireSSH(t)
+		c.useSSH(cfg)
+		var viaSSH predicted
+		c.jsonOut(t, &viaSSH, "--host", host, "predict", sub.RunID, "--remote", photos, "--results-dir", results)
+		if viaSSH.RanOn != "cluster" || viaSSH.JobID == "" || viaSSH.JobID == remote.JobID {
+			t.Errorf("predict over ssh: %+v", viaSSH)
+		}
+		checkPredicted(t, viaSSH, 2*perClass)
+		for i, x := range viaSSH.Predictions {
+			if r := remote.Predictions[i]; x.Image != r.Image || x.Label != r.Label || math.Abs(*x.Logit-*r.Logit) > 1e-6 {
+				t.Errorf("image %d over ssh: %s %s %g; locally submitted: %s %s %g", i, x.Image, x.Label, *x.Logit, r.Image, r.Label, *r.Logit)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(sub.RunDir, "predict")); !os.IsNotExist(err) {
+			t.Errorf("the scratch folder is still in the run directory: %v", err)
+		}
+	})
+
 	// Fetched: on this machine, with the same checkpoint and preprocessing, so the same
 	// numbers.
 	fetch(t, c, sub.RunID, results)

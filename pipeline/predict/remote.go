@@ -109,13 +109,20 @@ func Remote(ctx context.Context, t transport.Transport, ex jobs.Executor, o Remo
 	if err := t.Stage(ctx, dir, files); err != nil {
 		return 0, fmt.Errorf("predict: copy the images to the cluster: %w", err)
 	}
-	jobID, err = ex.Submit(ctx, jobs.SubmitRequest{
+	// sbatch runs to its end even when Ctrl-C comes meanwhile: killed half-way it may
+	// have queued a job whose id hpctl would never learn, to cancel.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	jobID, err = ex.Submit(sctx, jobs.SubmitRequest{
 		RunID: o.RunID, RunDir: dir, Stage: "predict", Script: path.Join(dir, experiment.ScriptFile),
 		JobName: jobName, Resources: o.Resources,
 	})
+	scancel()
 	if err != nil {
 		jobID = ""
 		return 0, fmt.Errorf("predict: queue the job: %w", err)
+	}
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
 	}
 	if o.OnSubmit != nil {
 		o.OnSubmit(jobID)
