@@ -232,10 +232,16 @@ func TestPredictEndToEnd(t *testing.T) {
 	// predict job interrupted by Ctrl-C leaves no job and no scratch folder.
 	t.Run("not finished, and interrupted", func(t *testing.T) {
 		second := c.submit(t, spec)
-		defer c.run(t, "cancel", second.RunID)
 		_, errs, code := c.run(t, "predict", second.RunID, filepath.Join(photos, "circles"), "--results-dir", results)
-		if code != 4 || !strings.Contains(errs, "has no best checkpoint yet") {
+		if code != 4 || !strings.Contains(errs, "has no best checkpoint yet: it is PENDING") {
 			t.Errorf("predict on an unfinished run: exit %d: %s", code, errs)
+		}
+		// Cancelled before it trained: it never will have one, and predict says why.
+		c.must(t, "cancel", second.RunID)
+		c.waitEnded(t, second.RunID, time.Minute)
+		_, errs, code = c.run(t, "predict", second.RunID, filepath.Join(photos, "circles"), "--results-dir", results)
+		if code != 4 || !strings.Contains(errs, "ended CANCELLED without a best checkpoint") {
+			t.Errorf("predict on a cancelled run: exit %d: %s", code, errs)
 		}
 
 		// Ctrl-C once the job is queued (the second run keeps the cluster busy, so it

@@ -233,12 +233,16 @@ func runPredict(ctx context.Context, e *env, o predictOptions) error {
 	}
 	state := stageState(ctx, ex, stage)
 	if ckpt == "" {
-		if state != jobs.StateCompleted {
-			return fmt.Errorf("stage %s of run %s has no best checkpoint yet: it is %s; try again once it has finished (hpctl status %s --watch): %w",
-				stage.Name, run.ID, state, whole.ID, errkind.ErrNotFound)
+		switch {
+		case state == jobs.StateCompleted:
+			return fmt.Errorf("stage %s of run %s is %s but has no best checkpoint at %s.{keras,h5}: %w", stage.Name, run.ID, state,
+				path.Join(runDir, ps.BestCheckpoint), errkind.ErrNotFound)
+		case state.Terminal():
+			return fmt.Errorf("stage %s of run %s ended %s without a best checkpoint; hpctl logs %s --stage %s says why, hpctl retry %s runs it again: %w",
+				stage.Name, run.ID, state, whole.ID, stage.Name, whole.ID, errkind.ErrNotFound)
 		}
-		return fmt.Errorf("stage %s of run %s is %s but has no best checkpoint at %s.{keras,h5}: %w", stage.Name, run.ID, state,
-			path.Join(runDir, ps.BestCheckpoint), errkind.ErrNotFound)
+		return fmt.Errorf("stage %s of run %s has no best checkpoint yet: it is %s; try again once it has finished (hpctl status %s --watch): %w",
+			stage.Name, run.ID, state, whole.ID, errkind.ErrNotFound)
 	}
 	if state != jobs.StateCompleted {
 		fmt.Fprintf(e.stderr, "hpctl: stage %s is %s: classifying with its best checkpoint so far\n", stage.Name, state)
