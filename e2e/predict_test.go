@@ -208,6 +208,26 @@ func TestPredictEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		img := filepath.Join(photos, "circles", "new_00.png")
+		// A checkpoint file that is no model, with a good model-info.json beside it:
+		// the trainer's refusal (its exit 2) is predict's.
+		broken := filepath.Join(dir, "broken", filepath.Base(local.Checkpoint))
+		info, err := os.ReadFile(filepath.Join(filepath.Dir(local.Checkpoint), "model-info.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(broken), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(broken, []byte("not a model"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(broken), "model-info.json"), info, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lonely := filepath.Join(dir, "lonely.keras")
+		if err := os.WriteFile(lonely, []byte("not a model"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for _, e := range []struct {
 			args []string
 			code int
@@ -220,6 +240,9 @@ func TestPredictEndToEnd(t *testing.T) {
 			{[]string{"predict", sub.RunID, "--stage", "nope", img}, 4, `no stage "nope"`},
 			{[]string{"predict", sub.RunID, "--trial", "1", img}, 2, "not a sweep"},
 			{[]string{"predict", sub.RunID}, 2, "at least one IMAGE"},
+			{[]string{"predict", broken, img}, 2, "cannot load model " + broken},
+			{[]string{"predict", lonely, img}, 4, "no model-info.json beside " + lonely},
+			{[]string{"predict", local.Checkpoint, "--remote", img}, 2, "is a checkpoint file"},
 		} {
 			out, errs, code := c.run(t, append(e.args, "--results-dir", results)...)
 			if code != e.code || !strings.Contains(errs, e.msg) || out != "" {
