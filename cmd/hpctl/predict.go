@@ -60,8 +60,9 @@ copied into a scratch folder of the run directory, the predictions printed as th
 writes them, and the folder removed at the end. Ctrl-C cancels the job. CHECKPOINT, a
 .keras or .h5 file with model-info.json beside it, runs on this machine.
 
-Exit codes: 2 for a file that is no image, a folder without images or a bad flag; 4 for a
-run, stage, trial or image that does not exist, or a stage without a best checkpoint yet.
+Exit codes: 2 for a file that is no image, a folder without images, a sweep without
+--trial or a bad flag; 4 for a run, stage or image that does not exist, or a stage without
+a best checkpoint yet.
 
 Examples:
    hpctl predict latest photos/street.jpg photos/field.jpg
@@ -304,11 +305,8 @@ func stageState(ctx context.Context, ex jobs.Executor, s registry.RunStage) jobs
 	return jobs.StateUnknown
 }
 
-// predictJobSpec is the run's spec as its stages ran: spec.yaml from the run directory,
-// with this machine's site settings filling what it leaves out, resolved as at submit.
-// Relative paths were taken from the submitting directory, which a relative workdir
-// gives back (the run directory is <base>/<workdir>/<run-id>); otherwise from the
-// cluster's home. It returns the stage's resources, for the predict job to start from.
+// predictJobSpec is the run's spec as its stages ran (predict.JobSpec): spec.yaml from
+// the run directory, with this machine's site settings filling what it leaves out.
 func predictJobSpec(ctx context.Context, e *env, t interface {
 	ReadFile(context.Context, string) ([]byte, error)
 	Home(context.Context) (string, error)
@@ -334,24 +332,11 @@ func predictJobSpec(ctx context.Context, e *env, t interface {
 	if err != nil {
 		return experiment.Spec{}, jobs.Resources{}, err
 	}
-	base := home
-	if w := path.Clean(l.Spec.Workdir); !path.IsAbs(w) && !strings.HasPrefix(l.Spec.Workdir, "~") && !strings.HasPrefix(l.Spec.Workdir, "$HOME") {
-		if b, ok := strings.CutSuffix(path.Dir(run.RunDir), "/"+w); ok {
-			base = b
-		}
-	}
-	p, err := experiment.NewPlan(l.Spec.Resolve(home, base), run.ID)
+	spec, r, err := predict.JobSpec(l.Spec, home, run.RunDir, run.ID, stage)
 	if err != nil {
 		return experiment.Spec{}, jobs.Resources{}, fmt.Errorf("predict: %w", err)
 	}
-	for _, st := range p.Stages {
-		if st.Name == stage {
-			r := st.Resources
-			r.SignalBefore, r.Requeue, r.Nodes = 0, false, 1
-			return p.Spec, r, nil
-		}
-	}
-	return experiment.Spec{}, jobs.Resources{}, fmt.Errorf("predict: the run's spec.yaml has no stage %q: %w", stage, errkind.ErrNotFound)
+	return spec, r, nil
 }
 
 func readLocalModelInfo(ckpt string) (predict.ModelInfo, error) {

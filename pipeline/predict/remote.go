@@ -18,6 +18,7 @@ import (
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
+	"github.com/hpctl/hpctl/internal/homepath"
 	"github.com/hpctl/hpctl/jobs"
 	"github.com/hpctl/hpctl/render"
 	"github.com/hpctl/hpctl/trainer"
@@ -270,5 +271,28 @@ func scratchFiles(dir string, images []string) ([]transport.File, map[string]str
 	return files, remoteOf, nil
 }
 
-// ErrNoCheckpoint says a stage has no best checkpoint yet.
-var ErrNoCheckpoint = fmt.Errorf("no checkpoint: %w", errkind.ErrNotFound)
+// JobSpec resolves a run's spec (its spec.yaml, loaded) as submit did, and returns it
+// with stage's resources less what a predict job does not need (requeueing, the
+// preemption signal, more than one node); the caller sets its GPUs and time. Relative
+// paths were taken from the submitting directory, which a relative workdir gives back
+// (the run directory is <base>/<workdir>/<run-id>); otherwise they are taken from home.
+func JobSpec(s experiment.Spec, home, runDir, runID, stage string) (experiment.Spec, jobs.Resources, error) {
+	base := home
+	if _, homeRel := homepath.Split(s.Workdir); !homeRel && !path.IsAbs(s.Workdir) {
+		if b, ok := strings.CutSuffix(path.Dir(runDir), "/"+path.Clean(s.Workdir)); ok {
+			base = b
+		}
+	}
+	p, err := experiment.NewPlan(s.Resolve(home, base), runID)
+	if err != nil {
+		return experiment.Spec{}, jobs.Resources{}, err
+	}
+	for _, st := range p.Stages {
+		if st.Name == stage {
+			r := st.Resources
+			r.SignalBefore, r.Requeue, r.Nodes = 0, false, 1
+			return p.Spec, r, nil
+		}
+	}
+	return experiment.Spec{}, jobs.Resources{}, fmt.Errorf("the run's spec.yaml has no stage %q: %w", stage, errkind.ErrNotFound)
+}
