@@ -191,6 +191,36 @@ func TestPredictEndToEnd(t *testing.T) {
 			t.Errorf("image %d: here %s %s %g, on the cluster %s %s %g", i, x.Image, x.Label, *x.Logit, r.Image, r.Label, *r.Logit)
 		}
 	}
+	// Ctrl-C while the local trainer runs: exit 130, and the trainer written for the
+	// run (in $TMPDIR) is gone with it.
+	t.Run("local interrupted", func(t *testing.T) {
+		tmp := t.TempDir()
+		cmd := exec.Command(c.bin, "predict", sub.RunID, photos, "--results-dir", results)
+		cmd.Env, cmd.Dir = append(slices.Clone(c.env), "TMPDIR="+tmp), c.dir
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Once the trainer is written out (it is running then, or about to).
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if m, _ := filepath.Glob(filepath.Join(tmp, "hpctl-predict-*", "train.py")); len(m) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("predict wrote no trainer into TMPDIR within a minute")
+			}
+		}
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 130 {
+			t.Errorf("local predict after Ctrl-C: exit %d (%v), want 130", code, err)
+		}
+		if entries, _ := os.ReadDir(tmp); len(entries) > 0 {
+			t.Errorf("left in TMPDIR after Ctrl-C: %v", entries)
+		}
+	})
+
 	// The checkpoint file itself.
 	var byFile predicted
 	c.jsonOut(t, &byFile, "predict", local.Checkpoint, filepath.Join(photos, "squares"))
