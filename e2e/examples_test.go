@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"image/jpeg"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +85,13 @@ var examples = []example{
 	{text: "hpctl fetch-results --no-checkpoints latest"},
 	{text: "hpctl fetch-results --all-checkpoints"},
 	{text: "hpctl fetch-results -o json | jq '.[0].stages[] | {name, best_val_accuracy}'", check: "best_val_accuracy"},
+	// photos/ holds street.jpg (a square) and field.jpg (a circle), JPEG (writePhotos).
+	{text: "hpctl predict latest photos/street.jpg photos/field.jpg", check: "PROBABILITY"},
+	{text: `hpctl predict latest photos/ -o json | jq -r '.predictions[] | "\(.image) \(.label)"'`, check: "photos/street.jpg squares"},
+	{text: "hpctl predict latest --stage frozen --remote 'photos/*.jpg'", check: "photos/field.jpg"},
+	{text: "hpctl predict results/demo-20261203-101500-1a2b/stages/finetune/checkpoints/best.keras photos/",
+		run: "hpctl predict results/demo-*/stages/finetune/checkpoints/best.* photos/",
+		why: "the help's run id is an example; the checkpoint of the run this test fetched stands in (best.h5 when the test's TensorFlow is Keras 2)", check: "photos/field.jpg"},
 	{text: "hpctl retry " + helpRunID + " --stage finetune", run: "hpctl retry latest --stage finetune", why: ourRun, check: "finetune"},
 	{text: "hpctl status latest --watch --interval 1s", why: "not an example: waits for the retried fine-tune", check: "attempt 2"},
 	{text: "hpctl cancel " + helpRunID, run: "hpctl cancel latest", why: ourRun, check: "already ended"},
@@ -181,6 +190,7 @@ func TestEveryExampleRuns(t *testing.T) {
 	if err := os.Symlink("data", filepath.Join(dir, "demo-data")); err != nil {
 		t.Fatal(err)
 	}
+	writePhotos(t, dir)
 	if err := os.WriteFile(filepath.Join(dir, "sweep8.yaml"), []byte(sweepExamplesSpec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -296,4 +306,34 @@ func stripComment(s string) string {
 		s = s[:i]
 	}
 	return strings.TrimSpace(s)
+}
+
+// writePhotos makes the predict examples' photos/: street.jpg from a square and
+// field.jpg from a circle of the quickstart's val set, as JPEG (what photos are).
+func writePhotos(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "photos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string]string{"street.jpg": "data/val/squares/square_000.png", "field.jpg": "data/val/circles/circle_000.png"} {
+		f, err := os.Open(filepath.Join(dir, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.Create(filepath.Join(dir, "photos", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := jpeg.Encode(out, img, &jpeg.Options{Quality: 95}); err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -45,7 +45,13 @@ const (
 	// AttemptsDir keeps what earlier attempts of retried stages left (AttemptDir): a
 	// retry moves a stage's directory there and starts the stage clean.
 	AttemptsDir = "attempts"
+	// PredictDir holds `hpctl predict --remote`'s scratch folders (PredictScratch), one
+	// per call: the images copied up, the job's script and logs; removed when it ends.
+	PredictDir = "predict"
 )
+
+// PredictScratch is one predict job's scratch folder, relative to the run directory.
+func PredictScratch(id string) string { return path.Join(PredictDir, id) }
 
 // AttemptDir is where `hpctl retry` moves the files attempt n of stage left, relative to
 // the run directory: attempts/<n>/stages/<stage>, laid out as the stage's directory was.

@@ -17,7 +17,7 @@ func TestLayoutNamesAreShellWords(t *testing.T) {
 	word := regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	for _, n := range []string{SpecFile, ResolvedSpecFile, TrainerDir, TrainerMain, StagesDir, LogsDir, LogsKeep,
 		ScriptFile, MarkerDir, StartedMarker, FinishedMarker, HistoryFile, MetricsFile, EvaluationFile,
-		CheckpointsDir, BestCheckpoint, FinalCheckpoint, ModelInfoFile, StateDir, TrialsDir, TrialTable, AttemptsDir} {
+		CheckpointsDir, BestCheckpoint, FinalCheckpoint, ModelInfoFile, StateDir, TrialsDir, TrialTable, AttemptsDir, PredictDir} {
 		if !word.MatchString(n) || n == "." || n == ".." {
 			t.Errorf("layout name %q is not a plain file name", n)
 		}
@@ -74,6 +74,7 @@ func layoutTree() []string {
 		strings.Replace(AttemptDir(0, "<stage>"), "/0/", "/<n>/", 1) + "/",
 		strings.TrimPrefix(ArrayLogPath("", "<job-name>", "<array-job-id>", "<task>", "out"), "/"),
 		strings.TrimPrefix(ArrayLogPath("", "<job-name>", "<array-job-id>", "<task>", "err"), "/"),
+		PredictScratch("<id>") + "/",
 	}
 	sort.Strings(out)
 	return out

@@ -257,3 +257,55 @@ func wrap(words []containers.Word, nArgv int) string {
 }
 
 func isOption(s string) bool { return strings.HasPrefix(s, "-") || strings.HasPrefix(s, "'-") }
+
+var predictTmpl = template.Must(template.New("predict.sh.tmpl").Funcs(template.FuncMap{
+	"q":  shell.Quote,
+	"dq": func(s string) string { return `"` + s + `"` },
+}).ParseFS(templates.FS, "predict.sh.tmpl"))
+
+// PredictJob is a short job that runs `train.py predict` in a stage's container: what
+// `hpctl predict --remote` queues. Dir is its scratch folder inside the run directory
+// (mounted with it), which holds the script, the images and the job's logs.
+type PredictJob struct {
+	RunID, Stage, JobName, Runtime string
+	// RunDir is mounted in the container; Dir, inside it, is where the job runs.
+	RunDir, Dir string
+	R           jobs.Resources
+	// Mounts are the spec's container.mounts; Image the container image.
+	Mounts []string
+	Image  string
+	Env    []string
+	// Argv is the trainer's command line, run inside the container.
+	Argv []string
+}
+
+// PredictScript renders a PredictJob's sbatch script. Its logs are
+// experiment.LogPath(Dir, JobName, <job id>, out|err), as the local executor writes them.
+func PredictScript(j PredictJob) ([]byte, error) {
+	rt, err := containers.Lookup(j.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("render predict job: %w", err)
+	}
+	l := containers.Launch{Image: j.Image, RunDir: j.RunDir, GPUs: j.R.GPUs, Env: j.Env, Argv: j.Argv}
+	for _, m := range j.Mounts {
+		mount, err := containers.ParseMount(m)
+		if err != nil {
+			return nil, fmt.Errorf("render predict job: %w", err)
+		}
+		l.Mounts = append(l.Mounts, mount)
+	}
+	words, err := rt.Command(l)
+	if err != nil {
+		return nil, fmt.Errorf("render predict job: %w", err)
+	}
+	data := struct {
+		PredictJob
+		LogOut, LogErr, Launch string
+	}{PredictJob: j, LogOut: experiment.LogPattern(j.Dir, "out"), LogErr: experiment.LogPattern(j.Dir, "err"),
+		Launch: wrap(words, len(j.Argv))}
+	var b bytes.Buffer
+	if err := predictTmpl.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("render predict job: %w", err)
+	}
+	return b.Bytes(), nil
+}

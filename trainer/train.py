@@ -3,13 +3,14 @@
 
     train.py train    --spec RUN/spec.resolved.json --stage NAME --run-dir RUN
     train.py evaluate --spec RUN/spec.resolved.json --stage NAME --run-dir RUN
-    train.py predict  --model CHECKPOINT [--spec SPEC] IMAGE...
+    train.py predict  --model CHECKPOINT [--spec SPEC] [--jsonl] [--image-list FILE] IMAGE...
 
 Exit codes: 0 done, 1 failed, 2 bad input (spec, data, weights), 99 stopped by SIGUSR2
 after saving state (the job requeues). See docs/run-directory.md and trainer/README.md.
 """
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -33,11 +34,22 @@ def parse_args(argv):
     sp = sub.add_parser("predict", help="classify images with a checkpoint")
     sp.add_argument("--model", required=True, help="checkpoint file (checkpoints/best.*)")
     sp.add_argument("--spec", default=None, help="spec.resolved.json (when no model-info.json)")
-    sp.add_argument("images", nargs="+", metavar="IMAGE")
+    sp.add_argument("--jsonl", action="store_true",
+                    help="one JSON object per image (image, label, class_index, probability, "
+                         "probabilities, logit), then {\"done\": N}; what hpctl predict reads")
+    sp.add_argument("--image-list", default=None,
+                    help="a file naming one image per line, read after the IMAGE arguments")
+    sp.add_argument("images", nargs="*", metavar="IMAGE")
     args = p.parse_args(argv)
     if not args.command:
         p.print_usage(sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    if args.command == "predict":
+        if args.image_list:
+            with open(args.image_list) as f:
+                args.images += [line.rstrip("\n") for line in f if line.rstrip("\n")]
+        if not args.images:
+            p.error("predict needs at least one IMAGE (or --image-list)")
     return args
 
 
@@ -68,8 +80,18 @@ def main(argv=None):
         callbacks.install_signal_handler()
         if args.command == "predict":
             spec = specmod.load(args.spec) if args.spec else None
-            for path, label, prob in evaluate.predict(args.model, args.images, spec):
-                print("%s\t%s\t%.4f" % (path, label, prob))
+            n = 0
+            for r in evaluate.predict_records(args.model, args.images, spec):
+                if args.jsonl:
+                    print(json.dumps(r, sort_keys=True))
+                else:
+                    print("%s\t%s\t%.4f" % (r["image"], r["label"], r["probability"]))
+                n += 1
+                sys.stdout.flush()
+            if args.jsonl:
+                # The end mark: a reader following this output (a job's log) knows every
+                # line has come, whatever the scheduler says of the job yet.
+                print(json.dumps({"done": n}))
             sys.stdout.flush()
             return EXIT_OK
         args.spec, args.run_dir = with_trial(args.spec), with_trial(args.run_dir)
@@ -99,7 +121,7 @@ def main(argv=None):
             print("trainer: failed after SIGUSR2; exiting %d so the job is requeued" % EXIT_PREEMPTED,
                   file=sys.stderr)
             return EXIT_PREEMPTED
-        print("trainer: training failed", file=sys.stderr)
+        print("trainer: %s failed" % ("training" if args.command == "train" else args.command), file=sys.stderr)
         return EXIT_FAILED
 
 

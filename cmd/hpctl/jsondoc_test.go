@@ -25,6 +25,7 @@ var jsonOutputs = map[string]any{
 	"hpctl runs":          []runsRow{},
 	"hpctl compare":       results.Compared{},
 	"hpctl fetch-results": []results.Fetched{},
+	"hpctl predict":       predictResult{},
 	"hpctl weights fetch": weightsResult{},
 	"hpctl version":       versionInfo{},
 }

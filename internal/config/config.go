@@ -29,6 +29,9 @@ type Settings struct {
 	ControlDir   string        `mapstructure:"control-dir"`
 	SSHConfig    string        `mapstructure:"ssh-config"`
 	PollInterval time.Duration `mapstructure:"poll-interval"`
+	// Python is the local interpreter with TensorFlow that `hpctl predict` runs the
+	// trainer with on fetched results ("": python3 on PATH, when it imports TensorFlow).
+	Python string `mapstructure:"python"`
 
 	// Site defaults: values for spec keys a spec leaves out (see SiteSpecKeys).
 	Workdir          string `mapstructure:"workdir"`
@@ -46,7 +49,7 @@ type Settings struct {
 }
 
 // Keys lists every setting, for flags and documentation.
-var Keys = []string{"log-level", "log-format", "state-dir", "results-dir", "host", "executor", "control-dir", "ssh-config", "poll-interval",
+var Keys = []string{"log-level", "log-format", "state-dir", "results-dir", "host", "executor", "control-dir", "ssh-config", "poll-interval", "python",
 	"workdir", "partition", "account", "qos", "container-runtime", "container-image", "weights-cache"}
 
 // SiteSpecKeys maps the settings that fill a spec's missing keys to those spec keys. The

@@ -48,7 +48,8 @@ type Options struct {
 // their checkpoints and state only with AllCheckpoints.
 func (o Options) Excludes() []string {
 	every := experiment.PathsOf("*")
-	ex := []string{experiment.TrainerDir + "/"}
+	// predict/: a running `hpctl predict --remote` job's scratch folder, never a result.
+	ex := []string{experiment.TrainerDir + "/", experiment.PredictDir + "/"}
 	switch {
 	case o.NoCheckpoints:
 		ex = append(ex, every.Checkpoints+"/", every.State+"/")

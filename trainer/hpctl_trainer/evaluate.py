@@ -20,11 +20,7 @@ def load_data(spec):
 
 
 def probabilities(model, x):
-    out = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-    if out.shape[-1] == 1:
-        p1 = 1.0 / (1.0 + np.exp(-out[:, 0]))
-        return np.stack([1.0 - p1, p1], axis=1)
-    return out
+    return probabilities_of(np.asarray(model.predict(x, verbose=0), dtype=np.float64))
 
 
 def evaluate(spec, stage_name, run_dir):
@@ -68,7 +64,23 @@ def evaluate(spec, stage_name, run_dir):
     return ev
 
 
+# PREDICT_CHUNK images are decoded, predicted and reported at a time: one model load for
+# all images, memory bounded whatever their number, and each chunk's lines reach the reader
+# (hpctl following a job's output) as soon as they are known.
+PREDICT_CHUNK = 64
+
+
 def predict(model_path, image_paths, spec=None):
+    """[(path, label, probability of that label)] for every image (the original shape)."""
+    return [(r["image"], r["label"], r["probability"]) for r in predict_records(model_path, image_paths, spec)]
+
+
+def predict_records(model_path, image_paths, spec=None):
+    """Yields one dict per image, in order: image, label, class_index, probability (of
+    label), probabilities (per class name), logit (the Dense(1) output of a two-class
+    model, None for softmax). A positive logit is class_names[1]: classes are the sorted
+    folder names, as Keras's image_dataset_from_directory and flow_from_directory order
+    them, so the published notebook's `preds[0][0] > 0` is its second class."""
     if not os.path.exists(model_path):
         raise InputError("model checkpoint %s does not exist" % model_path)
     info = model_info_beside(model_path)
@@ -78,14 +90,38 @@ def predict(model_path, image_paths, spec=None):
                              "and classes are known" % model_path)
         _, _, class_names = data.list_images(spec["data"]["train"], "train")
         info = model_info(spec, class_names)
-    x = data.load_image_batch(image_paths, info["image_size"], info["backbone"])
+    names = info["class_names"]
+    # Every image is checked before the model loads (seconds): a bad one costs nothing.
+    for p in image_paths:
+        if not os.path.isfile(p):
+            raise InputError("image %s does not exist" % p)
     try:
         model = compat.load_model(model_path)
     except Exception as e:
         raise InputError("cannot load model %s: %s" % (model_path, e))
-    probs = probabilities(model, x)
-    out = []
-    for p, row in zip(image_paths, probs):
-        i = int(row.argmax())
-        out.append((p, info["class_names"][i], float(row[i])))
+    for start in range(0, len(image_paths), PREDICT_CHUNK):
+        chunk = image_paths[start:start + PREDICT_CHUNK]
+        x = data.load_image_batch(chunk, info["image_size"], info["backbone"])
+        raw = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+        probs = probabilities_of(raw)
+        for j, (p, row) in enumerate(zip(chunk, probs)):
+            # Two classes: the logit's sign decides, as the notebook's rule (a logit of
+            # 0 is class 0; argmax of a rounded sigmoid could say otherwise for tiny ones).
+            i = int(raw[j, 0] > 0) if raw.shape[-1] == 1 else int(row.argmax())
+            yield {
+                "image": p,
+                "label": names[i],
+                "class_index": i,
+                "probability": float(row[i]),
+                "probabilities": dict((n, float(v)) for n, v in zip(names, row)),
+                "logit": float(raw[j, 0]) if raw.shape[-1] == 1 else None,
+            }
+
+
+def probabilities_of(out):
+    """Per-class probabilities of model outputs: a Dense(1) logit x gives
+    [1 - sigmoid(x), sigmoid(x)]; softmax rows are already probabilities."""
+    if out.shape[-1] == 1:
+        p1 = 1.0 / (1.0 + np.exp(-out[:, 0]))
+        return np.stack([1.0 - p1, p1], axis=1)
     return out

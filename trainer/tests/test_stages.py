@@ -127,6 +127,48 @@ def test_best_checkpoint_predicts(two_stage_run, dataset, tmp_path):
     assert right >= 9
 
 
+def test_predict_jsonl(two_stage_run, dataset, tmp_path):
+    """--jsonl: one object per image, in order, then the end mark; the label follows the
+    logit's sign (positive: class_names[1], the notebook's `preds[0][0] > 0`), and the
+    probabilities are the logit's sigmoid."""
+    import math
+    run_dir, _, _ = two_stage_run
+    m = json.load(open(os.path.join(run_dir, "stages", "finetune", "metrics.json")))
+    best = os.path.join(run_dir, m["checkpoints"]["best"])
+    names = m["class_names"]
+    images = []
+    for c in names:
+        d = os.path.join(dataset["val"], c)
+        images += [os.path.join(d, f) for f in sorted(os.listdir(d))[:4]]
+    lst = tmp_path / "images.txt"
+    lst.write_text("\n".join(images[2:]) + "\n")
+    r = run([sys.executable, TRAIN_PY, "predict", "--jsonl", "--model", best, "--image-list", str(lst)]
+            + images[:2], cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    assert lines[-1] == {"done": len(images)}
+    recs = lines[:-1]
+    assert [x["image"] for x in recs] == images
+    right = 0
+    for x in recs:
+        assert set(x) == {"image", "label", "class_index", "probability", "probabilities", "logit"}
+        p1 = 1.0 / (1.0 + math.exp(-x["logit"]))
+        assert x["probabilities"][names[1]] == pytest.approx(p1, abs=1e-9)
+        assert x["class_index"] == (1 if x["logit"] > 0 else 0)
+        assert x["label"] == names[x["class_index"]]
+        assert x["probability"] == pytest.approx(max(p1, 1 - p1), abs=1e-9)
+        assert 0.5 <= x["probability"] <= 1.0
+        right += x["label"] == os.path.basename(os.path.dirname(x["image"]))
+    assert right >= len(images) - 1
+
+    # A file that is no image: bad input (exit 2), named; no prediction line before it.
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    r = run([sys.executable, TRAIN_PY, "predict", "--jsonl", "--model", best, str(bad)], cwd=str(tmp_path))
+    assert r.returncode == 2 and "cannot decode image %s" % bad in r.stderr, r.stderr
+    assert r.stdout.strip() == ""
+
+
 def test_evaluate_entry_point(two_stage_run):
     run_dir, _, _ = two_stage_run
     p = os.path.join(run_dir, "stages", "frozen", "evaluation.json")

@@ -203,3 +203,27 @@ def test_sweep_trial_placeholder(monkeypatch):
         monkeypatch.setenv("HPCTL_TRIAL", bad)
         with pytest.raises(InputError):
             train.with_trial("/r/trials/{trial}")
+
+
+def test_class_order_is_keras_directory_order(tmp_path):
+    """predict's labels come from the sorted class folder names; Keras's own
+    image_dataset_from_directory (and ImageDataGenerator.flow_from_directory, which the
+    published notebook used) order them the same way, so label 1 -- a positive logit, the
+    notebook's `preds[0][0] > 0` -- is the same class in both: "urban" of rural/urban."""
+    from PIL import Image
+    names = ["urban", "rural", "Zoo", "_other", "10", "9"]
+    for n in names:
+        os.makedirs(str(tmp_path / n))
+        Image.new("RGB", (8, 8)).save(str(tmp_path / n / "a.png"))
+    _, _, ours = data.list_images(str(tmp_path))
+    utils = compat.keras.utils
+    load = getattr(utils, "image_dataset_from_directory", None)
+    if load is None:  # Keras 2.7 keeps it under preprocessing
+        load = compat.keras.preprocessing.image_dataset_from_directory
+    theirs = load(str(tmp_path), image_size=(8, 8), batch_size=2, shuffle=False).class_names
+    assert ours == list(theirs) == sorted(names)
+    two = tmp_path / "two"
+    for n in ("urban", "rural"):
+        os.makedirs(str(two / n))
+        Image.new("RGB", (8, 8)).save(str(two / n / "a.png"))
+    assert data.list_images(str(two))[2] == ["rural", "urban"]  # index 1: urban
