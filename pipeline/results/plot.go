@@ -252,11 +252,10 @@ func drawFigure(c draw.Canvas, info CurveInfo, stages []StageSummary) error {
 	top -= stripH
 
 	area := draw.Crop(c, margin, -(legendWidth + margin), margin, top-c.Max.Y)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: 18, PadRight: 6}
-	cs := plot.Align([][]*plot.Plot{{acc.p}, {loss.p}}, tiles, area)
-	acc.p.Draw(cs[0][0])
-	loss.p.Draw(cs[1][0])
-	accData, lossData := acc.p.DataCanvas(cs[0][0]), loss.p.DataCanvas(cs[1][0])
+	accC, lossC := stack(area, acc.p, loss.p, 14)
+	acc.p.Draw(accC)
+	loss.p.Draw(lossC)
+	accData, lossData := acc.p.DataCanvas(accC), loss.p.DataCanvas(lossC)
 
 	// The stage strip: each stage's name above the accuracy panel, from where the stage
 	// begins, cut short (…) where the next begins; a tick joins it to its boundary line.
@@ -336,11 +335,11 @@ func drawFigure(c draw.Canvas, info CurveInfo, stages []StageSummary) error {
 	if len(kept) > 0 {
 		c.FillText(hs, vg.Point{X: lx, Y: y}, fit(hs, "Checkpoints kept", lw))
 		y -= step * 1.15
-		for i, t := range kept {
-			if y-step < c.Min.Y+margin && i < len(kept)-1 {
-				c.FillText(ts, vg.Point{X: lx, Y: y}, "…")
-				break
-			}
+		// As many lines as fit above the bottom margin; "…" in the last when some don't.
+		if n := max(1, int((y-c.Min.Y-margin)/step)); len(kept) > n {
+			kept = append(kept[:n-1], "…")
+		}
+		for _, t := range kept {
 			c.FillText(ts, vg.Point{X: lx, Y: y}, fit(ts, t, lw))
 			y -= step
 		}
@@ -350,6 +349,32 @@ func drawFigure(c draw.Canvas, info CurveInfo, stages []StageSummary) error {
 
 func dot(col color.Color) draw.GlyphStyle {
 	return draw.GlyphStyle{Color: col, Radius: vg.Points(2.5), Shape: draw.CircleGlyph{}}
+}
+
+// stack lays out two plots one above the other in c, gap apart, with data areas of one
+// height and one left and right edge. (plot.Align leaves a wide gap between rows whose
+// axes differ, here the loss panel's x axis label.)
+// gonum pads a data area by how far glyphs and axis labels reach past it, which depends
+// on the area's size, so the layout is refined a few times from the whole of c.
+func stack(c draw.Canvas, top, bottom *plot.Plot, gap vg.Length) (draw.Canvas, draw.Canvas) {
+	t, b := c, c
+	for range 4 {
+		tc, bc := top.DataCanvas(t), bottom.DataCanvas(b)
+		topAbove, topBelow := t.Max.Y-tc.Max.Y, tc.Min.Y-t.Min.Y
+		botAbove, botBelow := b.Max.Y-bc.Max.Y, bc.Min.Y-b.Min.Y
+		topLeft, topRight := tc.Min.X-t.Min.X, t.Max.X-tc.Max.X
+		botLeft, botRight := bc.Min.X-b.Min.X, b.Max.X-bc.Max.X
+		left, right := max(topLeft, botLeft), max(topRight, botRight)
+		h := (c.Max.Y - c.Min.Y - topAbove - topBelow - botAbove - botBelow - gap) / 2
+		t, b = c, c
+		t.Min.Y = c.Max.Y - topAbove - h - topBelow
+		t.Min.X += left - topLeft
+		t.Max.X -= right - topRight
+		b.Max.Y = c.Min.Y + botBelow + h + botAbove
+		b.Min.X += left - botLeft
+		b.Max.X -= right - botRight
+	}
+	return t, b
 }
 
 func trainLine() draw.LineStyle {
@@ -550,6 +575,9 @@ func curves(stages []StageSummary, name string, logY bool, pick func(Epoch) (tra
 		case logY && v < 1/plotLimit:
 			v, out.clamped = 1/plotLimit, true
 		}
+		if logY {
+			v = math.Log10(v)
+		}
 		return v, true
 	}
 	add := func(c *curve, x float64, y num.Float) {
@@ -620,22 +648,18 @@ func curves(stages []StageSummary, name string, logY bool, pick func(Epoch) (tra
 		sc.GlyphStyle = bestGlyph()
 		p.Add(sc)
 	}
-	// The y axis spans the data (clamped above) with a margin, or 0 to 1 when no value
-	// is finite; the boundary lines span it too.
+	// The y axis spans the data (clamped above; log10 of it on a log axis) with a
+	// margin, or 0 to 1 when no value is finite; the boundary lines span it too.
 	if ymin > ymax {
 		ymin, ymax = 0, 1
 	}
 	if ymax-ymin < 1e-9*max(1, math.Abs(ymax)) {
 		ymin, ymax = ymin-0.5, ymax+0.5
 	}
+	pad := (ymax - ymin) * 0.04
+	ymin, ymax = ymin-pad, ymax+pad
 	if logY {
-		f := math.Pow(ymax/ymin, 0.04)
-		ymin, ymax = ymin/f, ymax*f
-		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = logTicks{}
-	} else {
-		pad := (ymax - ymin) * 0.04
-		ymin, ymax = ymin-pad, ymax+pad
 	}
 	p.Y.Min, p.Y.Max = ymin, ymax
 	for _, b := range out.boundaries {
@@ -673,13 +697,26 @@ func (epochTicks) Ticks(lo, hi float64) []plot.Tick {
 	return ticks
 }
 
-// logTicks labels powers of ten, at most about six of them (every second or third
-// decade over a wide range), with unlabelled minor ticks between; over less than two
-// decades 2× and 5× are labelled too. (gonum's LogTicks labels every decade, which
-// piles labels on top of each other over a dozen decades.)
+// logTicks are the ticks of an axis of log10 values: labelled with the values, at most
+// about six powers of ten (every second or third decade over a wide range), unlabelled
+// minor ticks between; over less than two decades 2× and 5× are labelled too. (A log
+// axis drawn as log10 values on a linear one: gonum's LogScale misplaces the padding
+// for a centred axis label, and its LogTicks labels every decade, which piles labels on
+// top of each other over a dozen decades.)
 type logTicks struct{}
 
 func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(lo <= hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		return nil
+	}
+	ticks := powerTicks(math.Pow(10, lo), math.Pow(10, hi))
+	for i := range ticks {
+		ticks[i].Value = math.Log10(ticks[i].Value)
+	}
+	return ticks
+}
+
+func powerTicks(lo, hi float64) []plot.Tick {
 	if !(lo > 0 && lo <= hi) || math.IsInf(hi, 0) {
 		return nil
 	}
