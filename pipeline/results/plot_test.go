@@ -549,3 +549,25 @@ func TestLearningCurvesCrowdedStages(t *testing.T) {
 		t.Errorf("the last stage's settings are not in the subtitle")
 	}
 }
+
+// TestFetchTensorBoardEvents: a stage's TensorBoard event files (training.tensorboard)
+// are fetched with the metrics, even with --no-checkpoints, so `tensorboard --logdir
+// results/` shows the run.
+func TestFetchTensorBoardEvents(t *testing.T) {
+	remote := filepath.Join(t.TempDir(), "urban-rural-20261129-054012-a3f9")
+	run := fixture{frozenEpochs: 2}.write(t, remote)
+	events := filepath.Join("stages", "frozen", "tensorboard", "validation", "events.out.tfevents.1764395000.node001.1.v2")
+	if err := os.MkdirAll(filepath.Join(remote, filepath.Dir(events)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inject(t, remote, filepath.ToSlash(events), "epoch_loss")
+	for _, o := range []results.Options{{}, {NoCheckpoints: true}} {
+		root := t.TempDir()
+		if _, err := results.FetchResults(context.Background(), transport.NewLocal(), run, root, o); err != nil {
+			t.Fatal(err)
+		}
+		if !exists(filepath.Join(root, run.ID, events)) {
+			t.Errorf("%+v: %s not fetched", o, events)
+		}
+	}
+}
