@@ -395,6 +395,9 @@ func TestLearningCurvesSVG(t *testing.T) {
 	} else if _, err := png.Decode(bytes.NewReader(p)); err != nil {
 		t.Fatalf("png: %v", err)
 	}
+	if rep, err := os.ReadFile(f.Report); err != nil || !strings.Contains(string(rep), "](learning-curves.svg)") {
+		t.Errorf("report.md does not link the SVG (%v):\n%s", err, rep)
+	}
 	b, err := os.ReadFile(f.PlotSVG)
 	if err != nil {
 		t.Fatal(err)
