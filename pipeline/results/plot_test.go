@@ -574,3 +574,16 @@ func TestFetchTensorBoardEvents(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPlot draws the figure (PNG and SVG) of a 20 + 10 epoch run.
+//
+//	go test ./pipeline/results -run '^$' -bench Plot
+func BenchmarkPlot(b *testing.B) {
+	st := []results.StageSummary{{Name: "frozen", History: history(20, 0.01, 3), BestEpoch: 20}, {Name: "finetune", History: history(10, 0.001, 0.5), BestEpoch: 5}}
+	info := results.CurveInfo{RunID: "urban-rural-20261129-054012-a3f9", Backbone: "resnet50"}
+	for b.Loop() {
+		if _, err := results.Plot(context.Background(), info, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
