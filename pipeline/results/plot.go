@@ -156,11 +156,13 @@ const plotLimit = 1e6
 // The figure's size and type sizes, in points: 10 × 7 inches, type legible when the
 // figure fills a slide.
 const (
-	figWidth     = 10 * vg.Inch
-	figHeight    = 7 * vg.Inch
-	figDPI       = 144
-	margin       = vg.Length(14)
-	legendWidth  = vg.Length(178)
+	figWidth  = 10 * vg.Inch
+	figHeight = 7 * vg.Inch
+	figDPI    = 144
+	margin    = vg.Length(14)
+	// legendWidth leaves room for a viewer's fallback font (DejaVu Sans runs about a
+	// tenth wider than Liberation Sans and Arial).
+	legendWidth  = vg.Length(200)
 	titleSize    = vg.Length(18)
 	subtitleSize = vg.Length(13)
 	noteSize     = vg.Length(11.5)
@@ -302,7 +304,7 @@ func drawFigure(c draw.Canvas, info CurveInfo, stages []StageSummary) error {
 		c.DrawGlyph(dot(valColor), vg.Point{X: (x0 + x1) / 2, Y: y})
 	})
 	// The kept checkpoints, each stage's epoch and where it is on the axis.
-	var kept []string
+	var kept []string // pairs of lines: the stage and epoch, then its numbers
 	offset := 0
 	for _, s := range stages {
 		if ep, ok := bestIn(s); ok {
@@ -311,7 +313,7 @@ func drawFigure(c draw.Canvas, info CurveInfo, stages []StageSummary) error {
 				at += fmt.Sprintf(" (%d overall)", offset+ep.Epoch)
 			}
 			kept = append(kept, clean(s.Name)+": "+at,
-				"   val acc "+Float(ptr(ep.ValAccuracy), 3)+", loss "+Float(ptr(ep.ValLoss), 3))
+				"val acc "+Float(ptr(ep.ValAccuracy), 3)+", loss "+Float(ptr(ep.ValLoss), 3))
 		}
 		offset += lastEpoch(s)
 	}
@@ -339,8 +341,14 @@ func drawFigure(c draw.Canvas, info CurveInfo, stages []StageSummary) error {
 		if n := max(1, int((y-c.Min.Y-margin)/step)); len(kept) > n {
 			kept = append(kept[:n-1], "…")
 		}
-		for _, t := range kept {
-			c.FillText(ts, vg.Point{X: lx, Y: y}, fit(ts, t, lw))
+		for i, t := range kept {
+			// The numbers are indented under their stage (by position: SVG collapses
+			// leading spaces).
+			indent := vg.Length(0)
+			if i%2 == 1 && t != "…" {
+				indent = 12
+			}
+			c.FillText(ts, vg.Point{X: lx + indent, Y: y}, fit(ts, t, lw-indent))
 			y -= step
 		}
 	}
@@ -466,14 +474,18 @@ func formatLR(v float64) string {
 	return s
 }
 
-// wrap joins parts with " · " into lines no wider than w.
+// sep separates the subtitle's parts: en spaces, which SVG does not collapse as it does
+// runs of ASCII spaces.
+const sep = "\u2002·\u2002"
+
+// wrap joins parts with sep into lines no wider than w.
 func wrap(sty draw.TextStyle, parts []string, w vg.Length) []string {
 	var lines []string
 	cur := ""
 	for _, p := range parts {
 		next := p
 		if cur != "" {
-			next = cur + "  ·  " + p
+			next = cur + sep + p
 		}
 		if cur != "" && sty.Width(next) > w {
 			lines, cur = append(lines, cur), p
