@@ -22,6 +22,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"image/png"
 	"io/fs"
@@ -644,6 +645,17 @@ func checkResults(t *testing.T, f results.Fetched, sub submitted) {
 		t.Errorf("%s does not decode as PNG: %v", results.PlotFile, err)
 	} else if b := img.Bounds(); b.Dx() < 200 || b.Dy() < 100 {
 		t.Errorf("%s is %dx%d pixels", results.PlotFile, b.Dx(), b.Dy())
+	}
+
+	// The same figure as SVG, titled with the run and the spec's backbone.
+	if f.PlotSVG != filepath.Join(f.Dir, results.PlotSVGFile) {
+		t.Errorf("svg plot %q, want %s", f.PlotSVG, filepath.Join(f.Dir, results.PlotSVGFile))
+	}
+	if svg, err := os.ReadFile(filepath.Join(f.Dir, results.PlotSVGFile)); err != nil {
+		t.Error(err)
+	} else if err := xml.Unmarshal(svg, new(struct{})); err != nil || !bytes.Contains(svg, []byte("Learning curves: "+sub.RunID)) ||
+		!bytes.Contains(svg, []byte("backbone tinycnn")) {
+		t.Errorf("%s: %v, or no title with the run id and backbone", results.PlotSVGFile, err)
 	}
 
 	// The report covers both stages and embeds the plot.

@@ -38,6 +38,10 @@ const (
 	// StateDir holds the resume state of the last completed epoch; never fetched unless
 	// asked for.
 	StateDir = "state"
+	// TensorBoardDir holds a stage's TensorBoard event files when the spec asks for them
+	// (training.tensorboard); fetched with the results, so `tensorboard --logdir
+	// results/` shows every run.
+	TensorBoardDir = "tensorboard"
 	// TrialsDir holds a sweep's trials, one directory each (TrialDir), laid out as a run
 	// directory of its own: spec.resolved.json and stages/. TrialTable lists them.
 	TrialsDir  = "trials"
@@ -77,6 +81,7 @@ type StagePaths struct {
 	FinalCheckpoint string `json:"final_checkpoint"`
 	ModelInfo       string `json:"model_info"`
 	State           string `json:"state"`
+	TensorBoard     string `json:"tensorboard"`
 }
 
 // PathsOf returns the paths of stage's files.
@@ -89,6 +94,7 @@ func PathsOf(stage string) StagePaths {
 		Evaluation: path.Join(d, EvaluationFile), Checkpoints: ck,
 		BestCheckpoint: path.Join(ck, BestCheckpoint), FinalCheckpoint: path.Join(ck, FinalCheckpoint),
 		ModelInfo: path.Join(ck, ModelInfoFile), State: path.Join(d, StateDir),
+		TensorBoard: path.Join(d, TensorBoardDir),
 	}
 }
 

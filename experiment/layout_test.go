@@ -17,7 +17,7 @@ func TestLayoutNamesAreShellWords(t *testing.T) {
 	word := regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	for _, n := range []string{SpecFile, ResolvedSpecFile, TrainerDir, TrainerMain, StagesDir, LogsDir, LogsKeep,
 		ScriptFile, MarkerDir, StartedMarker, FinishedMarker, HistoryFile, MetricsFile, EvaluationFile,
-		CheckpointsDir, BestCheckpoint, FinalCheckpoint, ModelInfoFile, StateDir, TrialsDir, TrialTable, AttemptsDir, PredictDir} {
+		CheckpointsDir, BestCheckpoint, FinalCheckpoint, ModelInfoFile, StateDir, TensorBoardDir, TrialsDir, TrialTable, AttemptsDir, PredictDir} {
 		if !word.MatchString(n) || n == "." || n == ".." {
 			t.Errorf("layout name %q is not a plain file name", n)
 		}
@@ -67,7 +67,7 @@ func layoutTree() []string {
 		SpecFile, ResolvedSpecFile, TrainerDir + "/",
 		ps.Script, ps.Markers + "/" + StartedMarker, ps.Markers + "/" + FinishedMarker,
 		ps.History, ps.Metrics, ps.Evaluation, ps.BestCheckpoint + ".*", ps.FinalCheckpoint + ".*",
-		ps.ModelInfo, ps.State + "/",
+		ps.ModelInfo, ps.State + "/", ps.TensorBoard + "/",
 		strings.TrimPrefix(LogPath("", "<job-name>", "<job-id>", "out"), "/"),
 		strings.TrimPrefix(LogPath("", "<job-name>", "<job-id>", "err"), "/"),
 		TrialTable, strings.Replace(TrialDir(0), "0", "<k>", 1) + "/",

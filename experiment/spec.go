@@ -70,6 +70,10 @@ type Training struct {
 	// none. Off, the trainer fails such a stage: a container without its GPU flags, or
 	// an image without CUDA, would otherwise train silently for days on the CPU.
 	CPUFallback bool `yaml:"cpu_fallback" json:"cpu_fallback"`
+	// TensorBoard makes the trainer write TensorBoard event files (scalars per epoch)
+	// to each stage's tensorboard/ folder. Off by default: most runs need only
+	// history.csv and the learning-curve plot.
+	TensorBoard bool `yaml:"tensorboard" json:"tensorboard"`
 }
 
 // Slurm holds the resources and directives of every stage's job; a stage may override

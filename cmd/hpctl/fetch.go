@@ -35,8 +35,10 @@ func fetchCommand(e *env) *cli.Command {
 		Description: `Copies each run's directory from the cluster into <results-dir>/<run-id>/: the spec
 (as written and resolved), every stage's history.csv, metrics.json and evaluation.json,
 the job logs, and the best checkpoint of each stage. The trainer program and the resume
-state stay on the cluster. Then prints a summary per stage and writes a learning-curve
-plot (learning-curves.png), report.md and summary.json next to the files.
+state stay on the cluster. Then prints a summary per stage and writes the learning curves
+(learning-curves.png and the same figure as learning-curves.svg: title with the run,
+backbone and learning rates, loss on a log axis when it spans decades, each stage's kept
+checkpoint ringed), report.md and summary.json next to the files.
 
 The copy is incremental and resumable (rsync where installed): fetching an unchanged run
 again copies nothing, an interrupted fetch leaves no half-written file under its final
@@ -167,6 +169,9 @@ func printFetched(w io.Writer, f *results.Fetched) {
 	switch {
 	case f.Plot != "":
 		fmt.Fprintf(w, "plot:    %s\n", f.Plot)
+		if f.PlotSVG != "" {
+			fmt.Fprintf(w, "         %s\n", f.PlotSVG)
+		}
 	case f.PlotError != "":
 		fmt.Fprintf(w, "plot:    none (it could not be drawn: %s)\n", f.PlotError)
 	default:

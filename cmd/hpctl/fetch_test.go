@@ -62,7 +62,8 @@ func TestFetchResultsCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"demo-20261129-054012-a3f9", "frozen", "COMPLETED", "3/3", "0.6500 (ep 2)", "1m30s", "finetune", "PENDING",
-		"plot:    " + filepath.Join(res, "demo-20261129-054012-a3f9", "learning-curves.png"), "report:  "} {
+		"plot:    " + filepath.Join(res, "demo-20261129-054012-a3f9", "learning-curves.png") + "\n         " +
+			filepath.Join(res, "demo-20261129-054012-a3f9", "learning-curves.svg") + "\n", "report:  "} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, stdout)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"image/png"
 	"math"
@@ -119,21 +120,24 @@ func extremes() []results.StageSummary {
 func TestPlotExtremeValues(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b, err := results.Plot(ctx, extremes())
+	fig, err := results.Plot(ctx, results.CurveInfo{RunID: "r"}, extremes())
 	if err != nil {
 		t.Fatalf("plot of ±1e308: %v", err)
 	}
-	if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+	if _, err := png.Decode(bytes.NewReader(fig.PNG)); err != nil {
 		t.Fatalf("plot: %v", err)
+	}
+	if err := xml.Unmarshal(fig.SVG, new(struct{})); err != nil {
+		t.Fatalf("svg: %v", err)
 	}
 	// Every value the same (a single epoch at 1e20): a range of zero width.
 	one := []results.StageSummary{{Name: "a", History: []results.Epoch{{Epoch: 1, Loss: 1e20, Accuracy: 1e20, ValLoss: 1e20, ValAccuracy: 1e20}}}}
-	if _, err := results.Plot(ctx, one); err != nil {
+	if _, err := results.Plot(ctx, results.CurveInfo{}, one); err != nil {
 		t.Errorf("plot of one epoch at 1e20: %v", err)
 	}
 	// Nothing finite at all in one panel.
 	nan := []results.StageSummary{{Name: "a", History: []results.Epoch{{Epoch: 1, Loss: num.NaN(), Accuracy: 0.5, ValLoss: num.NaN(), ValAccuracy: 0.5}}}}
-	if _, err := results.Plot(ctx, nan); err != nil {
+	if _, err := results.Plot(ctx, results.CurveInfo{}, nan); err != nil {
 		t.Errorf("plot without a finite loss: %v", err)
 	}
 }
@@ -152,7 +156,7 @@ func TestFetchInterrupted(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted fetch: %v, want context.Canceled", err)
 	}
-	for _, name := range []string{results.SummaryFile, results.ReportFile, results.PlotFile} {
+	for _, name := range []string{results.SummaryFile, results.ReportFile, results.PlotFile, results.PlotSVGFile} {
 		if exists(filepath.Join(root, run.ID, name)) {
 			t.Errorf("interrupted fetch wrote %s", name)
 		}

@@ -40,8 +40,12 @@ func Report(f *Fetched) string {
 	switch {
 	case f.Plot != "":
 		b.WriteString("## Learning curves\n\n")
-		b.WriteString("Both stages on one epoch axis; the dashed vertical line marks where the next stage starts.\n\n")
-		fmt.Fprintf(&b, "![Accuracy and loss per epoch](%s)\n\n", PlotFile)
+		b.WriteString("Both stages on one epoch axis; the dashed vertical line marks where the next stage starts, ")
+		b.WriteString("and a ring each stage's best epoch, whose checkpoint was kept.")
+		if f.PlotSVG != "" {
+			fmt.Fprintf(&b, " The same figure as SVG: [%s](%s).", PlotSVGFile, PlotSVGFile)
+		}
+		fmt.Fprintf(&b, "\n\n![Accuracy and loss per epoch](%s)\n\n", PlotFile)
 	case f.PlotError != "":
 		fmt.Fprintf(&b, "No learning curves: they could not be drawn (%s).\n\n", md(f.PlotError))
 	default:
@@ -98,7 +102,9 @@ func Report(f *Fetched) string {
 	b.WriteString("This folder mirrors the run directory on the cluster: `spec.yaml` (as written), ")
 	b.WriteString("`spec.resolved.json` (every default filled in), `logs/` (job output), and per stage ")
 	b.WriteString("`stages/<stage>/history.csv`, `metrics.json`, `evaluation.json` and `checkpoints/`. ")
-	b.WriteString("`summary.json` holds this report's numbers for scripts.\n")
+	b.WriteString("`summary.json` holds this report's numbers for scripts. Stages trained with ")
+	b.WriteString("`training.tensorboard: true` have their event files in `stages/<stage>/tensorboard/`: ")
+	b.WriteString("`tensorboard --logdir` on the results folder shows them.\n")
 	return b.String()
 }
 

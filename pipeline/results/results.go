@@ -25,6 +25,7 @@ import (
 // Names of what FetchResults writes next to the fetched files.
 const (
 	PlotFile    = "learning-curves.png"
+	PlotSVGFile = "learning-curves.svg" // the same figure as PlotFile, as SVG
 	ReportFile  = "report.md"
 	SummaryFile = "summary.json"
 )
@@ -77,6 +78,8 @@ type Fetched struct {
 	BestTrial *int          `json:"best_trial,omitempty"`
 	SweepKeys []string      `json:"sweep_keys,omitempty"`
 	Plot      string        `json:"plot,omitempty"`
+	// PlotSVG is the learning curves as SVG, beside Plot (a sweep's plot has none).
+	PlotSVG string `json:"plot_svg,omitempty"`
 	// PlotError says why there is no plot although epochs have finished (gonum/plot
 	// failed on these numbers); the summary and report are written all the same.
 	PlotError string    `json:"plot_error,omitempty"`
@@ -163,27 +166,37 @@ func Summarize(dir string, run registry.Run) (*Fetched, error) {
 	return f, nil
 }
 
-// write puts summary.json, the plot and report.md beside the fetched files, each
+// write puts summary.json, the plot (PNG and SVG) and report.md beside the fetched files, each
 // atomically, so a reader never opens half of one. All three are made before any is
 // written: an interrupt (ctx) or a failure while making them writes none, and a
 // fetch's files never mix two summaries. A sweep gets its comparison plot and its
 // leaderboard report.
 func (f *Fetched) write(ctx context.Context) error {
-	f.Plot, f.PlotError = "", ""
-	plotFile, report, draw := PlotFile, Report, func() ([]byte, error) { return Plot(ctx, f.Stages) }
+	f.Plot, f.PlotSVG, f.PlotError = "", "", ""
+	plotFile, report := PlotFile, Report
+	var png, svg []byte
+	var err error
 	if f.Trials != nil {
-		plotFile, report, draw = SweepPlotFile, sweepReport, func() ([]byte, error) { return SweepPlot(f) }
+		plotFile, report = SweepPlotFile, sweepReport
+		png, err = SweepPlot(f)
+	} else {
+		var fig *Figures
+		if fig, err = Plot(ctx, ReadCurveInfo(f.Dir, f.RunID), f.Stages); fig != nil {
+			png, svg = fig.PNG, fig.SVG
+		}
 	}
-	png, err := draw()
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("fetch %s: %w", f.RunID, ctx.Err())
 	case err != nil:
 		// The numbers are in the summary and the report; a plot gonum cannot draw of
 		// them costs the plot only.
-		png, f.PlotError = nil, err.Error()
+		png, svg, f.PlotError = nil, nil, err.Error()
 	case png != nil:
 		f.Plot = filepath.Join(f.Dir, plotFile)
+		if svg != nil {
+			f.PlotSVG = filepath.Join(f.Dir, PlotSVGFile)
+		}
 	}
 	f.Report = filepath.Join(f.Dir, ReportFile)
 	text := []byte(report(f))
@@ -196,6 +209,11 @@ func (f *Fetched) write(ctx context.Context) error {
 	}
 	if png != nil {
 		if err := fsutil.WriteFileAtomic(f.Plot, png, 0o644); err != nil {
+			return err
+		}
+	}
+	if svg != nil {
+		if err := fsutil.WriteFileAtomic(f.PlotSVG, svg, 0o644); err != nil {
 			return err
 		}
 	}

@@ -131,3 +131,21 @@ def gpu_names():
             pass
         names.append(name)
     return names
+
+
+def has_tensorboard():
+    """Whether tf.summary can write here: it needs the tensorboard package."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tensorboard(log_dir):
+    """Keras' TensorBoard callback writing each epoch's scalars to log_dir (train/ and
+    validation/ event files). The same arguments under Keras 2.7, 2.15 and 3: no graph
+    (large for a real backbone), no histograms, and no profiler (Keras 2 profiles batch
+    2 by default, which needs packages a container may lack)."""
+    return keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False,
+                                       update_freq="epoch", profile_batch=0)

@@ -17,14 +17,14 @@ REQUIRED = {
     "data": ("train", "val", "image_size", "batch_size", "cache", "shuffle_buffer"),
     "model": ("backbone", "weights", "weights_cache", "allow_download", "dropout"),
     "augment": ("rotation", "zoom", "width_shift", "height_shift", "horizontal_flip", "vertical_flip"),
-    "training": ("mixed_precision", "cpu_fallback"),
+    "training": ("mixed_precision", "cpu_fallback", "tensorboard"),
 }
 STAGE_REQUIRED = ("name", "init_from", "unfreeze_layers", "epochs", "steps_per_epoch",
                   "validation_steps", "optimizer", "gpus", "paths")
 # A stage's output files and folders, relative to the run directory; checkpoints without
 # the extension, which depends on the Keras version.
 PATH_KEYS = ("dir", "history", "metrics", "evaluation", "checkpoints", "best_checkpoint",
-             "final_checkpoint", "model_info", "state")
+             "final_checkpoint", "model_info", "state", "tensorboard")
 
 
 def expand(path):

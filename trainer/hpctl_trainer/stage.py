@@ -67,6 +67,11 @@ def run(spec, stage_name, run_dir):
     image_size = d["image_size"]
     compat.set_mixed_precision(bool(spec["training"]["mixed_precision"]))
     check_gpus(stage_name, int(st_spec["gpus"] or 0), bool(spec["training"]["cpu_fallback"]))
+    if spec["training"]["tensorboard"] and not compat.has_tensorboard():
+        # Keras would fail only at the end of the first epoch; say so before training.
+        raise InputError("training.tensorboard is true, but %s has no tensorboard package (recent "
+                         "tensorflow-cpu wheels leave it out): install it (pip install tensorboard) or "
+                         "set training.tensorboard: false" % sys.executable)
 
     gpus = int(st_spec["gpus"] or 1)
     if gpus > 1:
@@ -158,8 +163,13 @@ def run(spec, stage_name, run_dir):
         if stop_requested():
             raise Preempted()
         cb = StageCallback(paths, rows, st, info, images_per_epoch)
+        cbs = [cb]
+        if spec["training"]["tensorboard"]:
+            # Before the stage's own callback, whose on_epoch_end may stop training
+            # (SIGUSR2): the epoch's scalars are written first.
+            cbs.insert(0, compat.tensorboard(paths["tensorboard"]))
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=spe if spe > 0 else None, callbacks=[cb], verbose=2)
+                  steps_per_epoch=spe if spe > 0 else None, callbacks=cbs, verbose=2)
         t0 = cb.t_attempt
     st["wall_time_s"] = st.get("wall_time_s", 0.0) + (time.time() - t0)
 

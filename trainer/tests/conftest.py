@@ -55,7 +55,8 @@ def stage_paths(name):
     return {"dir": d, "history": d + "/history.csv", "metrics": d + "/metrics.json",
             "evaluation": d + "/evaluation.json", "checkpoints": d + "/checkpoints",
             "best_checkpoint": d + "/checkpoints/best", "final_checkpoint": d + "/checkpoints/final",
-            "model_info": d + "/checkpoints/model-info.json", "state": d + "/state"}
+            "model_info": d + "/checkpoints/model-info.json", "state": d + "/state",
+            "tensorboard": d + "/tensorboard"}
 
 
 def make_spec(run_dir, data, backbone="tinycnn", weights="none", size=32, frozen_epochs=2,
@@ -71,7 +72,7 @@ def make_spec(run_dir, data, backbone="tinycnn", weights="none", size=32, frozen
                        "allow_download": False, "dropout": 0.0}, **model_extra),
         "augment": {"rotation": 10.0, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1,
                     "horizontal_flip": True, "vertical_flip": False},
-        "training": {"mixed_precision": False, "cpu_fallback": False},
+        "training": {"mixed_precision": False, "cpu_fallback": False, "tensorboard": False},
         "stages": [
             {"name": "frozen", "depends_on": [], "init_from": "", "unfreeze_layers": 0,
              "epochs": frozen_epochs, "steps_per_epoch": steps, "validation_steps": 0,

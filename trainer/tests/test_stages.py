@@ -43,6 +43,8 @@ def test_history_rows(two_stage_run):
                 float(r[k])
             assert 0.0 <= float(r["val_accuracy"]) <= 1.0
         assert abs(float(rows[0]["lr"]) - spec["stages"][0 if stage == "frozen" else 1]["optimizer"]["learning_rate"]) < 1e-6
+        # training.tensorboard is off by default: no event files.
+        assert not os.path.exists(os.path.join(run_dir, "stages", stage, "tensorboard"))
 
 
 def test_model_learns_and_metrics_complete(two_stage_run):
@@ -212,7 +214,8 @@ def test_outputs_go_where_the_resolved_spec_says(dataset, tmp_path):
         s["paths"] = {"dir": "out/" + tag, "history": "out/%s/h.csv" % tag, "metrics": "m/%s.json" % tag,
                       "evaluation": "e/%s/eval.json" % tag, "checkpoints": "ck/" + tag,
                       "best_checkpoint": "ck/%s/top" % tag, "final_checkpoint": "ck/%s/last" % tag,
-                      "model_info": "info/%s.json" % tag, "state": "st/" + tag}
+                      "model_info": "info/%s.json" % tag, "state": "st/" + tag, "tensorboard": "tb/" + tag}
+    spec["training"]["tensorboard"] = compat.has_tensorboard()
     json.dump(spec, open(spec_path, "w"))
     for stage in ("frozen", "finetune"):
         r = run(train_cmd(spec_path, stage, run_dir), cwd=str(tmp_path))
@@ -231,3 +234,31 @@ def test_outputs_go_where_the_resolved_spec_says(dataset, tmp_path):
     assert json.load(open(os.path.join(run_dir, "info", "y.json")))["class_names"] == ["horizontal", "vertical"]
     rows = read_history(os.path.join(run_dir, "out", "y", "h.csv"))
     assert [int(r["epoch"]) for r in rows] == [1]
+    # training.tensorboard: event files of both splits at each stage's tensorboard path,
+    # holding the epoch's loss (TensorBoard's tag for it is epoch_loss). Where this Python
+    # has no tensorboard package, test_tensorboard_missing covers the refusal instead.
+    for tag in ("x", "y") if spec["training"]["tensorboard"] else ():
+        for split in ("train", "validation"):
+            d = os.path.join(run_dir, "tb", tag, split)
+            events = [f for f in os.listdir(d) if f.startswith("events.out.tfevents.")] if os.path.isdir(d) else []
+            assert events, "no TensorBoard events in " + d
+            assert any(b"epoch_loss" in open(os.path.join(d, f), "rb").read() for f in events), d
+
+
+def test_tensorboard_missing(dataset, tmp_path):
+    """training.tensorboard with a Python that has no tensorboard package (recent
+    tensorflow-cpu wheels leave it out) is bad input, said before any training: exit 2,
+    nothing trained."""
+    from hpctl_trainer import compat
+
+    if compat.has_tensorboard():
+        pytest.skip("this Python has tensorboard; test_outputs_go_where_the_resolved_spec_says writes events")
+    run_dir = str(tmp_path / "run")
+    spec_path, spec = make_spec(run_dir, dataset, frozen_epochs=1, finetune_epochs=1)
+    spec["training"]["tensorboard"] = True
+    json.dump(spec, open(spec_path, "w"))
+    r = run(train_cmd(spec_path, "frozen", run_dir), cwd=str(tmp_path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "training.tensorboard is true" in r.stderr and "pip install tensorboard" in r.stderr
+    assert not os.path.exists(os.path.join(run_dir, "stages", "frozen", "history.csv"))
+
