@@ -23,7 +23,10 @@ type StageStatus struct {
 	JobID  string     `json:"job_id,omitempty"`
 	State  jobs.State `json:"state"`
 	Reason string     `json:"reason,omitempty"`
-	Node   string     `json:"node,omitempty"`
+	// Explanation is, for a waiting stage, why it waits in plain words (Explain):
+	// "waiting for free CPUs, GPUs or memory on a node", "requeued, resumes at epoch 83".
+	Explanation string `json:"explanation,omitempty"`
+	Node        string `json:"node,omitempty"`
 	// Elapsed and ExitCode are written as elapsed_s, exit_code and signal (numbers; see
 	// MarshalJSON and docs/json.md).
 	Elapsed  time.Duration `json:"-"`
@@ -251,9 +254,13 @@ func resolve(units []unit, states map[string]jobs.JobState, files map[string]sta
 		v := stagestate.Of(in)
 		// Dependencies come first in a run's stages, so theirs are explained already.
 		var deps []stagestate.View
+		var waitsFor []string
 		for _, d := range s.DependsOn {
 			if dv, ok := views[d]; ok {
 				deps = append(deps, dv)
+				if dv.State != jobs.StateCompleted {
+					waitsFor = append(waitsFor, d)
+				}
 			}
 		}
 		v = v.AfterDependencies(deps...)
@@ -262,6 +269,14 @@ func resolve(units []unit, states map[string]jobs.JobState, files map[string]sta
 			ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal, Attempt: s.Attempts()}
 		if u.jobID != "" {
 			ss.BestValAccuracy = f.bestVal
+		}
+		if ss.State.Waiting() {
+			w := Waiting{Reason: ss.Reason, DependsOn: waitsFor, Requeued: v.Requeued}
+			if v.Requeued && s.Epochs > 0 {
+				// The trainer resumes after the last epoch history.csv holds.
+				w.ResumeEpoch = v.EpochsDone + 1
+			}
+			ss.Explanation = Explain(w)
 		}
 		if in.Job != nil && in.Job.State == jobs.StatePending && in.Job.Reason == "DependencyNeverSatisfied" {
 			stuck = append(stuck, u.jobID)

@@ -38,18 +38,24 @@ func statusCommand(e *env) *cli.Command {
 		BashComplete: completeRuns,
 		Usage:        "show where runs and their stages stand",
 		ArgsUsage:    "[RUN...]",
-		Description: `One table of runs and stages: state (PENDING with its reason, RUNNING, COMPLETED,
-FAILED, CANCELLED, TIMEOUT, ...), job id, node, elapsed time, exit code, epochs done of
-the stage's total and best validation accuracy so far; for a failed stage, the tail of
-its log. All jobs shown are resolved with one squeue and at most one sacct call. Without
-Slurm accounting the run directory's marker files fill in finished jobs. A stage stuck
-PENDING because its dependency failed is cancelled and shown as such.
+		Description: `Without RUN, one line per recent run, newest first: its state, the stage that matters
+now (running, else failed, else waiting), epochs done, best validation accuracy, age,
+and why it waits or how it failed, in plain words ("waits for frozen to finish",
+"waiting for free CPUs, GPUs or memory on a node", "requeued, resumes at epoch 83").
+
+With RUN, one table of the run's stages: state (PENDING with its reason, RUNNING,
+COMPLETED, FAILED, CANCELLED, TIMEOUT, ...), job id, node, elapsed time, exit code,
+epochs done of the stage's total and best validation accuracy so far; for a failed
+stage, the tail of its log. All jobs shown are resolved with one squeue and at most one
+sacct call. Without Slurm accounting the run directory's marker files fill in finished
+jobs. A stage stuck PENDING because its dependency failed is cancelled and shown as such.
+On a terminal, tables are cut to its width (lines end in "…"); piped, they are whole.
 
 A sweep shows one line per stage with how many trials are in each state, the best trial
 so far with its values, and the trials that failed; --trials adds every trial's stages,
 and -o json always carries them.
 
-RUN is a run id, a unique prefix of one, or "latest"; without RUN, the most recent runs.
+RUN is a run id, a unique prefix of one, or "latest".
 
 Examples:
    hpctl status
@@ -116,7 +122,8 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 		if redraw {
 			fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // home, clear: redraw in place
 		}
-		if err := printStatus(e.stdout, st, o.json, o.trials); err != nil {
+		view := statusView{summary: len(o.runs) == 0 && !o.trials, trials: o.trials, width: termWidth(e.stdout), now: time.Now()}
+		if err := printStatus(e.stdout, st, o.json, view); err != nil {
 			return err
 		}
 		if !o.watch {
@@ -162,10 +169,27 @@ func watchOutcome(st []pipeline.RunStatus) error {
 	return nil
 }
 
-func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) error {
+// statusView is how status prints runs as text.
+type statusView struct {
+	// summary: one line per run (status without RUN); else every stage with details.
+	summary bool
+	// trials lists every trial of a sweep.
+	trials bool
+	// width of the terminal tables are cut to; 0 (not a terminal): full width.
+	width int
+	// now is when ages are measured from.
+	now time.Time
+}
+
+func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool, view statusView) error {
 	if asJSON {
 		return writeJSON(w, st)
 	}
+	if view.summary {
+		printSummary(w, st, view)
+		return nil
+	}
+	trials := view.trials
 	tw := newTable("run", "stage", "state", "job", "node", "elapsed", "exit", "epoch", "best val acc", "reason")
 	var tails []string
 	for _, r := range st {
@@ -175,6 +199,12 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 				run = r.Run.ID
 			}
 			reason := s.Reason
+			if s.Explanation != "" && s.Explanation != s.Reason {
+				reason = s.Explanation
+				if s.Reason != "" {
+					reason += " (" + s.Reason + ")"
+				}
+			}
 			if s.Counts != nil {
 				reason = countsCell(s.Counts)
 			}
@@ -196,7 +226,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 			tails = append(tails, fmt.Sprintf("%s: submission failed: %s", r.Run.ID, r.Run.Error))
 		}
 	}
-	renderTable(w, tw)
+	renderTableWidth(w, tw, view.width)
 	for _, t := range tails {
 		fmt.Fprintf(w, "\n%s", t)
 		if !strings.HasSuffix(t, "\n") {
@@ -207,7 +237,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 		for _, r := range st {
 			if len(r.Trials) > 0 {
 				fmt.Fprintln(w)
-				printTrials(w, r)
+				printTrials(w, r, view.width)
 			}
 		}
 	}
@@ -215,7 +245,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 }
 
 // printTrials is a sweep's table of every trial's stages.
-func printTrials(w io.Writer, r pipeline.RunStatus) {
+func printTrials(w io.Writer, r pipeline.RunStatus, width int) {
 	tw := newTable("trial", "values", "stage", "state", "job", "elapsed", "exit", "epoch", "best val acc", "reason")
 	for _, t := range r.Trials {
 		for i, s := range t.Stages {
@@ -228,7 +258,7 @@ func printTrials(w io.Writer, r pipeline.RunStatus) {
 		}
 	}
 	fmt.Fprintf(w, "%s, trial by trial:\n", r.Run.ID)
-	renderTable(w, tw)
+	renderTableWidth(w, tw, width)
 }
 
 // maxFailedShown bounds the failed trials listed under a sweep: the rest are counted.
@@ -318,4 +348,76 @@ func epochCell(done, total int, state jobs.State) string {
 		return results.EpochsOf(done, total)
 	}
 	return ""
+}
+
+// printSummary is status without RUN: one line per run, newest first (as the registry
+// lists them), with the stage that matters now and, for a waiting or failed one, why.
+func printSummary(w io.Writer, st []pipeline.RunStatus, view statusView) {
+	tw := newTable("run", "state", "stage", "epoch", "best val acc", "age", "note")
+	for _, r := range st {
+		row := []any{r.Run.ID, r.State, "-", "-", "-", age(view.now.Sub(r.Run.SubmittedAt)), ""}
+		if s, ok := currentStage(r); ok {
+			row[2], row[3], row[4] = s.Name, dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(num.Text(s.BestValAccuracy, 4))
+			row[6] = stageNote(s)
+		}
+		if r.Run.Status == registry.RunFailed && r.Run.Error != "" {
+			row[6] = "submission failed: " + r.Run.Error
+		}
+		tw.AppendRow(row)
+	}
+	renderTableWidth(w, tw, view.width)
+}
+
+// currentStage is the stage a run's line speaks of: the one running, else the first
+// that failed, else the first still waiting, else the last.
+func currentStage(r pipeline.RunStatus) (pipeline.StageStatus, bool) {
+	if len(r.Stages) == 0 {
+		return pipeline.StageStatus{}, false
+	}
+	for _, pick := range []func(jobs.State) bool{jobs.State.Running, jobs.State.Failed, jobs.State.Waiting} {
+		for _, s := range r.Stages {
+			if pick(s.State) {
+				return s, true
+			}
+		}
+	}
+	return r.Stages[len(r.Stages)-1], true
+}
+
+// stageNote says in a few words what the summary line's stage is doing or why it
+// waits or failed.
+func stageNote(s pipeline.StageStatus) string {
+	var parts []string
+	if s.Attempt > 1 {
+		parts = append(parts, fmt.Sprintf("attempt %d", s.Attempt))
+	}
+	switch {
+	case s.Counts != nil:
+		parts = append(parts, countsCell(s.Counts))
+	case s.Explanation != "":
+		parts = append(parts, s.Explanation)
+	case s.State.Failed() && s.ExitCode != "":
+		parts = append(parts, "exit "+s.ExitCode)
+		if s.Reason != "" {
+			parts = append(parts, s.Reason)
+		}
+	case s.Reason != "":
+		parts = append(parts, s.Reason)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// age is a run's age in the largest unit that keeps it short: 45s, 12m, 3h, 9d.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
