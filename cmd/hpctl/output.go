@@ -23,16 +23,16 @@ func isTerminal(w io.Writer) bool {
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
-// termWidth is the width of the terminal w is, in columns; 0 when w is no terminal (a
-// pipe or file gets full lines, as gh prints them).
-func termWidth(w io.Writer) int {
+// termSize is the size of the terminal w is, in columns and lines; 0, 0 when w is no
+// terminal (a pipe or file gets full lines, as gh prints them).
+func termSize(w io.Writer) (width, height int) {
 	f, ok := w.(*os.File)
 	if !ok || !isTerminal(w) {
-		return 0
+		return 0, 0
 	}
-	width, _, err := term.GetSize(int(f.Fd()))
-	if err != nil || width <= 0 {
-		return 0
+	width, height, err := term.GetSize(int(f.Fd()))
+	if err != nil || width <= 0 || height <= 0 {
+		return 0, 0
 	}
-	return width
+	return width, height
 }

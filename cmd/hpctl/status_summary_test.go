@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +116,51 @@ func TestStatusPendingDependency(t *testing.T) {
 		t.Fatalf("status %s: exit %d: %s\n%s", s.RunID, code, errs, out)
 	}
 	t.Logf("status %s:\n%s", s.RunID, out)
+}
+
+func TestLiveLine(t *testing.T) {
+	for _, c := range []struct {
+		s    pipeline.StageStatus
+		want string
+	}{
+		{pipeline.StageStatus{Name: "finetune", State: jobs.StateRunning, Epoch: 3, Epochs: 10, LastLoss: num.Ptr(0.41234),
+			LastValAccuracy: num.Ptr(0.9125), EpochSeconds: 42, ETASeconds: 294, JobAttempt: 1},
+			"r finetune: epoch 3/10\n  loss 0.4123 · val acc 0.9125 · 42.0 s/epoch · ETA 4:54"},
+		{pipeline.StageStatus{Name: "finetune", State: jobs.StateRunning, Epoch: 84, Epochs: 100, EpochSeconds: 5, ETASeconds: 80, JobAttempt: 2},
+			"r finetune: epoch 84/100, attempt 2 (requeued 1×)\n  5.0 s/epoch · ETA 1:20"},
+		{pipeline.StageStatus{Name: "frozen", State: jobs.StateRunning, Epochs: 5}, "r frozen: epoch 0/5"},
+		{pipeline.StageStatus{Name: "finetune", State: jobs.StatePending, Reason: "BeginTime", JobAttempt: 2, ResumeEpoch: 83},
+			"r finetune: requeued (attempt 2), resumes at epoch 83"},
+		{pipeline.StageStatus{Name: "cmd", State: jobs.StateRunning}, ""},
+		{pipeline.StageStatus{Name: "frozen", State: jobs.StateCompleted, Epoch: 5, Epochs: 5}, ""},
+		{pipeline.StageStatus{Name: "frozen", State: jobs.StatePending, Reason: "Resources"}, ""},
+	} {
+		if got := liveLine("r", c.s); got != c.want {
+			t.Errorf("liveLine(%+v)\n got %q\nwant %q", c.s, got, c.want)
+		}
+	}
+}
+
+func TestRedrawFrame(t *testing.T) {
+	var frame strings.Builder
+	for i := 0; i < 30; i++ {
+		fmt.Fprintf(&frame, "line %02d %s\n", i, strings.Repeat("x", 100))
+	}
+	got := redrawFrame(frame.String(), 80, 24)
+	if !strings.HasPrefix(got, "\x1b[H") || !strings.HasSuffix(got, "\x1b[J") {
+		t.Errorf("frame does not start at home and clear below: %q...", got[:10])
+	}
+	lines := strings.Split(strings.TrimSuffix(got, "\n\x1b[J"), "\n")
+	if len(lines) != 23 {
+		t.Errorf("%d lines on a 24-line screen, want 23 (the cursor's line stays free)", len(lines))
+	}
+	for _, l := range lines {
+		l = strings.TrimPrefix(strings.TrimSuffix(l, "\x1b[K"), "\x1b[H")
+		if n := len([]rune(l)); n > 80 {
+			t.Errorf("%d columns: %q", n, l)
+		}
+	}
+	if !strings.HasPrefix(lines[len(lines)-1], "… 8 more lines") || !strings.Contains(lines[21], "line 21") {
+		t.Errorf("last lines: %q %q", lines[21], lines[22])
+	}
 }
