@@ -62,7 +62,7 @@ const (
 	minValAccuracy = 0.9
 )
 
-var historyHeader = []string{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+var historyHeader = []string{"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
 
 // ---------------------------------------------------------------- the hpctl binary
 

@@ -75,6 +75,8 @@ var examples = []example{
 	{text: "hpctl status " + helpRunID, run: "hpctl status latest", why: ourRun, check: "finetune"},
 	{text: "hpctl status --last 50 -o json | jq '.[] | {id: .run.id, state}'", check: `"COMPLETED"`},
 	{text: "hpctl logs latest"},
+	{text: "hpctl logs latest --follow", check: "== finetune (job "},
+	{text: "hpctl logs latest --tail 20"},
 	{text: "hpctl logs " + helpRunID + " --stage finetune --follow", run: "hpctl logs latest --stage finetune --follow", why: ourRun},
 	{text: "hpctl logs latest --stage frozen --err"},
 	{text: "hpctl runs", check: "demo-"},

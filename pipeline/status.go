@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +24,10 @@ type StageStatus struct {
 	JobID  string     `json:"job_id,omitempty"`
 	State  jobs.State `json:"state"`
 	Reason string     `json:"reason,omitempty"`
-	Node   string     `json:"node,omitempty"`
+	// Explanation is, for a waiting stage, why it waits in plain words (Explain):
+	// "waiting for free CPUs, GPUs or memory on a node", "requeued, resumes at epoch 83".
+	Explanation string `json:"explanation,omitempty"`
+	Node        string `json:"node,omitempty"`
 	// Elapsed and ExitCode are written as elapsed_s, exit_code and signal (numbers; see
 	// MarshalJSON and docs/json.md).
 	Elapsed  time.Duration `json:"-"`
@@ -43,6 +47,19 @@ type StageStatus struct {
 	// Attempt is the stage's attempt as retries count them (1, then one more with each
 	// `hpctl retry` that resubmitted it); requeues of one job are not attempts here.
 	Attempt int `json:"attempt,omitempty"`
+	// LastLoss and LastValAccuracy are the latest epoch's (history.csv's last row).
+	LastLoss        *num.Float `json:"last_loss,omitempty"`
+	LastValAccuracy *num.Float `json:"last_val_accuracy,omitempty"`
+	// EpochSeconds is, for a running stage, the time an epoch takes (the median of the
+	// last epochs' end times in history.csv, so a requeue's gap does not count), and
+	// ETASeconds the time left for the stage's remaining epochs at that pace.
+	EpochSeconds float64 `json:"epoch_s,omitempty"`
+	ETASeconds   float64 `json:"eta_s,omitempty"`
+	// JobAttempt counts the job's starts as Slurm requeues it (1 + requeues): the
+	// running one, or for a stage requeued and waiting, the one it starts next.
+	// ResumeEpoch is then the epoch it resumes at.
+	JobAttempt  int `json:"job_attempt,omitempty"`
+	ResumeEpoch int `json:"resume_epoch,omitempty"`
 	// Counts are, for a sweep's stage, how many trials are in each state.
 	Counts map[jobs.State]int `json:"counts,omitempty"`
 }
@@ -251,9 +268,13 @@ func resolve(units []unit, states map[string]jobs.JobState, files map[string]sta
 		v := stagestate.Of(in)
 		// Dependencies come first in a run's stages, so theirs are explained already.
 		var deps []stagestate.View
+		var waitsFor []string
 		for _, d := range s.DependsOn {
 			if dv, ok := views[d]; ok {
 				deps = append(deps, dv)
+				if dv.State != jobs.StateCompleted {
+					waitsFor = append(waitsFor, d)
+				}
 			}
 		}
 		v = v.AfterDependencies(deps...)
@@ -262,6 +283,26 @@ func resolve(units []unit, states map[string]jobs.JobState, files map[string]sta
 			ExitCode: v.ExitCode, Epoch: v.EpochsDone, Epochs: v.EpochsTotal, Attempt: s.Attempts()}
 		if u.jobID != "" {
 			ss.BestValAccuracy = f.bestVal
+			ss.LastLoss, ss.LastValAccuracy = f.lastLoss, f.lastVal
+		}
+		if ss.State.Running() {
+			ss.JobAttempt = v.Attempt
+			ss.EpochSeconds = epochSeconds(f.times, v.Start)
+			if left := ss.Epochs - ss.Epoch; left > 0 && ss.EpochSeconds > 0 {
+				ss.ETASeconds = float64(left) * ss.EpochSeconds
+			}
+		}
+		if ss.State.Waiting() {
+			w := Waiting{Reason: ss.Reason, DependsOn: waitsFor, Requeued: v.Requeued}
+			if v.Requeued {
+				ss.JobAttempt = v.Attempt + 1
+				if s.Epochs > 0 {
+					// The trainer resumes after the last epoch history.csv holds.
+					w.ResumeEpoch = v.EpochsDone + 1
+					ss.ResumeEpoch = w.ResumeEpoch
+				}
+			}
+			ss.Explanation = Explain(w)
 		}
 		if in.Job != nil && in.Job.State == jobs.StatePending && in.Job.Reason == "DependencyNeverSatisfied" {
 			stuck = append(stuck, u.jobID)
@@ -368,6 +409,10 @@ type stageData struct {
 	started, finished map[string]string
 	epochs            int
 	bestVal           *num.Float
+	// lastLoss and lastVal are the last epoch's loss and val_accuracy; times the end
+	// times (Unix seconds) of the last few epochs, oldest first.
+	lastLoss, lastVal *num.Float
+	times             []float64
 	outPath, errPath  string
 	outTail, errTail  string
 }
@@ -399,30 +444,52 @@ function emit(kind, d, path,    line, r) {
 	close(path)
 	return 1
 }
-function hist(d, path,    line, f, nf, i, c, h, rows, best, nonfinite, v, x) {
+function hist(d, path,    line, f, nf, i, c, cl, ct, h, rows, best, nonfinite, v, x, lastv, lastl, nt, times) {
 	if ((getline line < path) <= 0) { close(path); return }
 	nf = split(line, f, ",")
-	c = 0
+	c = 0; cl = 0; ct = 0
 	for (i = 1; i <= nf; i++) {
 		h = f[i]
 		gsub(/^[ \t\r"]+|[ \t\r"]+$/, "", h)
 		if (h == "val_accuracy") c = i
+		if (h == "loss") cl = i
+		if (h == "time") ct = i
 	}
-	rows = 0; best = ""; nonfinite = ""
+	rows = 0; best = ""; nonfinite = ""; lastv = "-"; lastl = "-"; nt = 0
 	while ((getline line < path) > 0) {
 		nf = split(line, f, ",")
 		if (nf <= 1) continue
 		rows++
+		lastl = cell(f, cl)
+		if (ct) {
+			v = cell(f, ct)
+			if (v ~ /^[0-9]+([.][0-9]*)?$/) times[nt++ % 6] = v
+		}
 		if (!c) continue
 		v = f[c]
 		gsub(/^[ \t\r]+|[ \t\r]+$/, "", v)
+		lastv = cell(f, c)
 		if (v ~ /^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$/ && ((x = v + 0) == 0 || x != x * 2)) {
 			if (best == "" || x > best + 0) best = v
 		} else if (tolower(v) ~ /^[-+]?(nan|inf|infinity)$/) nonfinite = v
 	}
 	close(path)
 	if (best == "") best = nonfinite
-	printf "\036history %s\n%d %s\n", d, rows, best
+	if (best == "") best = "-"
+	# The last epoch's loss and val_accuracy, then the end times of the last (up to) six
+	# epochs, oldest first.
+	printf "\036history %s\n%d %s %s %s ", d, rows, best, lastl, lastv
+	v = "-"
+	for (i = (nt > 6 ? nt - 6 : 0); i < nt; i++) v = (v == "-" ? "" : v ",") times[i % 6]
+	print v
+}
+# cell is field i of f without blanks ("-" when there is none), one word for the line
+# hist prints.
+function cell(f, i,    v) {
+	if (!i) return "-"
+	v = f[i]
+	gsub(/[ \t\r"]+/, "", v)
+	return v == "" ? "-" : v
 }
 function tail(kind, d, path,    line) {
 	if ((getline line < path) < 0) return
@@ -502,6 +569,7 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 		case experiment.FinishedMarker:
 			d.finished = experiment.ParseMarker(body)
 		case "history":
+			// rows best last-loss last-val_accuracy end-times ("-": none).
 			f := strings.Fields(string(body))
 			if len(f) > 0 {
 				d.epochs, _ = strconv.Atoi(f[0])
@@ -513,6 +581,21 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 					d.bestVal = num.Ptr(v)
 				}
 			}
+			if len(f) > 3 {
+				if v, err := num.Parse(f[2]); err == nil {
+					d.lastLoss = num.Ptr(v)
+				}
+				if v, err := num.Parse(f[3]); err == nil {
+					d.lastVal = num.Ptr(v)
+				}
+			}
+			if len(f) > 4 && f[4] != "-" {
+				for _, c := range strings.Split(f[4], ",") {
+					if t, err := strconv.ParseFloat(c, 64); err == nil {
+						d.times = append(d.times, t)
+					}
+				}
+			}
 		case "err":
 			d.errTail = string(body)
 		case "out":
@@ -520,4 +603,30 @@ func parseStageFiles(b []byte, out map[string]stageData) {
 		}
 		out[dir] = d
 	}
+}
+
+// epochSeconds is how long an epoch takes: the median gap between the end times of the
+// last epochs (a requeue's wait is one gap of several, and the median leaves it out), or
+// with one epoch done, the time since the job started. 0 when nothing tells.
+func epochSeconds(times []float64, start time.Time) float64 {
+	var gaps []float64
+	for i := 1; i < len(times); i++ {
+		if g := times[i] - times[i-1]; g > 0 {
+			gaps = append(gaps, g)
+		}
+	}
+	if len(gaps) == 0 {
+		if len(times) > 0 && !start.IsZero() {
+			if g := times[len(times)-1] - float64(start.Unix()); g > 0 {
+				return g
+			}
+		}
+		return 0
+	}
+	slices.Sort(gaps)
+	m := gaps[len(gaps)/2]
+	if len(gaps)%2 == 0 {
+		m = (gaps[len(gaps)/2-1] + m) / 2
+	}
+	return m
 }

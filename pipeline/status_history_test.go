@@ -3,10 +3,12 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/num"
@@ -65,5 +67,53 @@ func TestStatusHistorySummary(t *testing.T) {
 	}
 	if v, err := num.Parse("nan"); err != nil || !math.IsNaN(v) {
 		t.Errorf("num.Parse(nan) = %v, %v", v, err)
+	}
+}
+
+// TestStatusHistoryPace: the read script gives the last epoch's loss and val_accuracy
+// and the end times of the last six epochs; epochSeconds takes their median gap, so a
+// requeue's wait between two epochs does not count.
+func TestStatusHistoryPace(t *testing.T) {
+	const head = "epoch,loss,accuracy,val_loss,val_accuracy,lr,time\n"
+	history := head
+	// Epochs of 10 s, with a 600 s requeue gap before epoch 6.
+	at := 1000.0
+	for e := 1; e <= 8; e++ {
+		at += 10
+		if e == 6 {
+			at += 600
+		}
+		history += fmt.Sprintf("%d,%.2f,0.5,0.5,0.%d,0.001,%.3f\n", e, 1.0/float64(e), e, at)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, experiment.HistoryFile), []byte(history), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files, err := readStageFiles(context.Background(), transport.NewLocal(), []stageFiles{{Dir: dir, Out: dir + "/o", Err: dir + "/e"}}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := files[dir]
+	if f.epochs != 8 || num.Text(f.lastLoss, 4) != "0.1200" || num.Text(f.lastVal, 4) != "0.8000" || num.Text(f.bestVal, 4) != "0.8000" {
+		t.Errorf("epochs %d, last loss %s, last val %s, best %s", f.epochs, num.Text(f.lastLoss, 4), num.Text(f.lastVal, 4), num.Text(f.bestVal, 4))
+	}
+	want := []float64{1030, 1040, 1050, 1660, 1670, 1680}
+	if fmt.Sprint(f.times) != fmt.Sprint(want) {
+		t.Errorf("times %v, want %v", f.times, want)
+	}
+	if s := epochSeconds(f.times, time.Time{}); s != 10 {
+		t.Errorf("epochSeconds = %v, want 10", s)
+	}
+	// One epoch: the time since the job started.
+	if s := epochSeconds([]float64{1030}, time.Unix(1000, 0)); s != 30 {
+		t.Errorf("epochSeconds of one epoch = %v, want 30", s)
+	}
+	// A history written before the time column: no pace, nothing else lost.
+	if err := os.WriteFile(filepath.Join(dir, experiment.HistoryFile), []byte("epoch,loss,accuracy,val_loss,val_accuracy,lr\n1,0.5,0.5,0.5,0.6,0.001\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files, _ = readStageFiles(context.Background(), transport.NewLocal(), []stageFiles{{Dir: dir, Out: dir + "/o", Err: dir + "/e"}}, 10)
+	if f := files[dir]; f.epochs != 1 || len(f.times) != 0 || num.Text(f.lastVal, 4) != "0.6000" {
+		t.Errorf("old history: %+v", f)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jedib0t/go-pretty/v6/table"
+	"github.com/jedib0t/go-pretty/v6/text"
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/config"
@@ -169,8 +170,21 @@ func newTable(header ...any) table.Writer {
 }
 
 // renderTable prints t without the padding go-pretty leaves after the last column.
-func renderTable(w io.Writer, t table.Writer) {
+func renderTable(w io.Writer, t table.Writer) { renderTableWidth(w, t, 0) }
+
+// renderTableWidth is renderTable with every line cut to width columns, ending in "…"
+// where it was cut (as gh cuts tables on a terminal); width 0 keeps full lines.
+func renderTableWidth(w io.Writer, t table.Writer, width int) {
 	for _, line := range strings.Split(t.Render(), "\n") {
-		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		fmt.Fprintln(w, fitWidth(strings.TrimRight(line, " "), width))
 	}
+}
+
+// fitWidth cuts line to width terminal columns (wide runes count two), the last being
+// "…" when anything was cut; width 0 keeps it whole.
+func fitWidth(line string, width int) string {
+	if width <= 0 || text.StringWidthWithoutEscSequences(line) <= width {
+		return line
+	}
+	return text.Trim(line, width-1) + "…"
 }

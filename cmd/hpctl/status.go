@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -38,18 +39,32 @@ func statusCommand(e *env) *cli.Command {
 		BashComplete: completeRuns,
 		Usage:        "show where runs and their stages stand",
 		ArgsUsage:    "[RUN...]",
-		Description: `One table of runs and stages: state (PENDING with its reason, RUNNING, COMPLETED,
-FAILED, CANCELLED, TIMEOUT, ...), job id, node, elapsed time, exit code, epochs done of
-the stage's total and best validation accuracy so far; for a failed stage, the tail of
-its log. All jobs shown are resolved with one squeue and at most one sacct call. Without
-Slurm accounting the run directory's marker files fill in finished jobs. A stage stuck
-PENDING because its dependency failed is cancelled and shown as such.
+		Description: `Without RUN, one line per recent run, newest first: its state, the stage that matters
+now (running, else failed, else waiting), epochs done, best validation accuracy, age,
+and why it waits or how it failed, in plain words ("waits for frozen to finish",
+"waiting for free CPUs, GPUs or memory on a node", "requeued, resumes at epoch 83").
+
+With RUN, one table of the run's stages: state (PENDING with its reason, RUNNING,
+COMPLETED, FAILED, CANCELLED, TIMEOUT, ...), job id, node, elapsed time, exit code,
+epochs done of the stage's total and best validation accuracy so far; for a failed
+stage, the tail of its log. All jobs shown are resolved with one squeue and at most one
+sacct call. Without Slurm accounting the run directory's marker files fill in finished
+jobs. A stage stuck PENDING because its dependency failed is cancelled and shown as such.
+On a terminal, tables are cut to its width (lines end in "…"); piped, they are whole.
+
+--watch polls every --interval until every run shown has ended. With RUN, and always
+under --watch, each running stage gets a line with its epoch, the latest epoch's loss
+and validation accuracy, seconds per epoch and the stage's ETA (from history.csv's
+times), and a stage Slurm requeued its attempt and the epoch it resumes at. On a
+terminal each poll redraws the screen in place (no scrolling; what does not fit is cut
+off below); piped, the snapshots follow one another. Ctrl-C stops watching, exit 130;
+the jobs go on.
 
 A sweep shows one line per stage with how many trials are in each state, the best trial
 so far with its values, and the trials that failed; --trials adds every trial's stages,
 and -o json always carries them.
 
-RUN is a run id, a unique prefix of one, or "latest"; without RUN, the most recent runs.
+RUN is a run id, a unique prefix of one, or "latest".
 
 Examples:
    hpctl status
@@ -108,25 +123,43 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 		return nil
 	}
 	redraw := o.watch && !o.json && isTerminal(e.stdout)
-	for {
+	if redraw {
+		// The first frame clears the screen; later ones overwrite it from the top, line
+		// by line, so nothing scrolls or flickers. The cursor is hidden meanwhile.
+		fmt.Fprint(e.stdout, "\x1b[?25l\x1b[H\x1b[2J")
+		defer fmt.Fprint(e.stdout, "\x1b[?25h")
+	}
+	for frame := 0; ; frame++ {
 		st, err := e.statusOf(ctx, runs, pipeline.StatusOptions{})
 		if err != nil {
 			return err
 		}
-		if redraw {
-			fmt.Fprint(e.stdout, "\x1b[H\x1b[2J") // home, clear: redraw in place
-		}
-		if err := printStatus(e.stdout, st, o.json, o.trials); err != nil {
-			return err
+		width, height := termSize(e.stdout)
+		view := statusView{summary: len(o.runs) == 0 && !o.trials, trials: o.trials, live: o.watch || len(o.runs) > 0,
+			width: width, now: time.Now()}
+		switch {
+		case o.json:
+			if err := writeJSON(e.stdout, st); err != nil {
+				return err
+			}
+		case redraw:
+			var b bytes.Buffer
+			fmt.Fprintf(&b, "every %s: hpctl status; Ctrl-C stops watching (the jobs go on)  %s\n\n", o.interval, view.now.Format("15:04:05"))
+			printStatus(&b, st, false, view)
+			fmt.Fprint(e.stdout, redrawFrame(b.String(), width, height))
+		default:
+			if frame > 0 {
+				fmt.Fprintln(e.stdout) // successive snapshots, one blank line apart
+			}
+			if err := printStatus(e.stdout, st, false, view); err != nil {
+				return err
+			}
 		}
 		if !o.watch {
 			return nil
 		}
 		if allEnded(st) {
 			return watchOutcome(st)
-		}
-		if redraw {
-			fmt.Fprintf(e.stdout, "\nrefreshing every %s; Ctrl-C to stop watching (the jobs go on)\n", o.interval)
 		}
 		select {
 		case <-ctx.Done():
@@ -136,6 +169,26 @@ func runStatus(ctx context.Context, e *env, o statusOptions) error {
 		case <-time.After(o.interval):
 		}
 	}
+}
+
+// redrawFrame is one frame of --watch on a terminal: from the top left, every line cut
+// to the width and cleared to its end, the screen cleared below the last; a frame taller
+// than the screen loses its last lines (the oldest runs: the newest come first), so the
+// screen never scrolls.
+func redrawFrame(frame string, width, height int) string {
+	lines := strings.Split(strings.TrimRight(frame, "\n"), "\n")
+	if height > 1 && len(lines) > height-1 {
+		more := len(lines) - (height - 2)
+		lines = append(lines[:height-2], fmt.Sprintf("… %d more lines (a bigger window, or hpctl status RUN)", more))
+	}
+	var b strings.Builder
+	b.WriteString("\x1b[H")
+	for _, l := range lines {
+		b.WriteString(fitWidth(l, width))
+		b.WriteString("\x1b[K\n")
+	}
+	b.WriteString("\x1b[J")
+	return b.String()
 }
 
 func allEnded(st []pipeline.RunStatus) bool {
@@ -162,10 +215,31 @@ func watchOutcome(st []pipeline.RunStatus) error {
 	return nil
 }
 
-func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) error {
+// statusView is how status prints runs as text.
+type statusView struct {
+	// summary: one line per run (status without RUN); else every stage with details.
+	summary bool
+	// trials lists every trial of a sweep.
+	trials bool
+	// live adds, under the table, a line for each running stage (the last epoch's loss
+	// and validation accuracy, its pace and ETA) and each requeued one.
+	live bool
+	// width of the terminal tables are cut to; 0 (not a terminal): full width.
+	width int
+	// now is when ages are measured from.
+	now time.Time
+}
+
+func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON bool, view statusView) error {
 	if asJSON {
 		return writeJSON(w, st)
 	}
+	if view.summary {
+		printSummary(w, st, view)
+		printLive(w, st, view)
+		return nil
+	}
+	trials := view.trials
 	tw := newTable("run", "stage", "state", "job", "node", "elapsed", "exit", "epoch", "best val acc", "reason")
 	var tails []string
 	for _, r := range st {
@@ -175,6 +249,12 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 				run = r.Run.ID
 			}
 			reason := s.Reason
+			if s.Explanation != "" && s.Explanation != s.Reason {
+				reason = s.Explanation
+				if s.Reason != "" {
+					reason += " (" + s.Reason + ")"
+				}
+			}
 			if s.Counts != nil {
 				reason = countsCell(s.Counts)
 			}
@@ -196,7 +276,8 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 			tails = append(tails, fmt.Sprintf("%s: submission failed: %s", r.Run.ID, r.Run.Error))
 		}
 	}
-	renderTable(w, tw)
+	renderTableWidth(w, tw, view.width)
+	printLive(w, st, view)
 	for _, t := range tails {
 		fmt.Fprintf(w, "\n%s", t)
 		if !strings.HasSuffix(t, "\n") {
@@ -207,7 +288,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 		for _, r := range st {
 			if len(r.Trials) > 0 {
 				fmt.Fprintln(w)
-				printTrials(w, r)
+				printTrials(w, r, view.width)
 			}
 		}
 	}
@@ -215,7 +296,7 @@ func printStatus(w io.Writer, st []pipeline.RunStatus, asJSON, trials bool) erro
 }
 
 // printTrials is a sweep's table of every trial's stages.
-func printTrials(w io.Writer, r pipeline.RunStatus) {
+func printTrials(w io.Writer, r pipeline.RunStatus, width int) {
 	tw := newTable("trial", "values", "stage", "state", "job", "elapsed", "exit", "epoch", "best val acc", "reason")
 	for _, t := range r.Trials {
 		for i, s := range t.Stages {
@@ -228,7 +309,7 @@ func printTrials(w io.Writer, r pipeline.RunStatus) {
 		}
 	}
 	fmt.Fprintf(w, "%s, trial by trial:\n", r.Run.ID)
-	renderTable(w, tw)
+	renderTableWidth(w, tw, width)
 }
 
 // maxFailedShown bounds the failed trials listed under a sweep: the rest are counted.
@@ -316,6 +397,153 @@ func indent(s string) string {
 func epochCell(done, total int, state jobs.State) string {
 	if done > 0 || (state.Running() && total > 0) {
 		return results.EpochsOf(done, total)
+	}
+	return ""
+}
+
+// printSummary is status without RUN: one line per run, newest first (as the registry
+// lists them), with the stage that matters now and, for a waiting or failed one, why.
+func printSummary(w io.Writer, st []pipeline.RunStatus, view statusView) {
+	tw := newTable("run", "state", "stage", "epoch", "best val acc", "age", "note")
+	for _, r := range st {
+		row := []any{r.Run.ID, r.State, "-", "-", "-", age(view.now.Sub(r.Run.SubmittedAt)), ""}
+		if s, ok := currentStage(r); ok {
+			row[2], row[3], row[4] = s.Name, dash(epochCell(s.Epoch, s.Epochs, s.State)), dash(num.Text(s.BestValAccuracy, 4))
+			row[6] = stageNote(s)
+		}
+		if r.Run.Status == registry.RunFailed && r.Run.Error != "" {
+			row[6] = "submission failed: " + r.Run.Error
+		}
+		tw.AppendRow(row)
+	}
+	renderTableWidth(w, tw, view.width)
+}
+
+// currentStage is the stage a run's line speaks of: the one running, else the first
+// that failed, else the first still waiting, else the last.
+func currentStage(r pipeline.RunStatus) (pipeline.StageStatus, bool) {
+	if len(r.Stages) == 0 {
+		return pipeline.StageStatus{}, false
+	}
+	for _, pick := range []func(jobs.State) bool{jobs.State.Running, jobs.State.Failed, jobs.State.Waiting} {
+		for _, s := range r.Stages {
+			if pick(s.State) {
+				return s, true
+			}
+		}
+	}
+	return r.Stages[len(r.Stages)-1], true
+}
+
+// stageNote says in a few words what the summary line's stage is doing or why it
+// waits or failed.
+func stageNote(s pipeline.StageStatus) string {
+	var parts []string
+	if s.Attempt > 1 {
+		parts = append(parts, fmt.Sprintf("attempt %d", s.Attempt))
+	}
+	switch {
+	case s.Counts != nil:
+		parts = append(parts, countsCell(s.Counts))
+	case s.Explanation != "":
+		parts = append(parts, s.Explanation)
+	case s.State.Failed() && s.ExitCode != "":
+		parts = append(parts, "exit "+s.ExitCode)
+		if s.Reason != "" {
+			parts = append(parts, s.Reason)
+		}
+	case s.Reason != "":
+		parts = append(parts, s.Reason)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// age is a run's age in the largest unit that keeps it short: 45s, 12m, 3h, 9d.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// printLive prints, when view.live, a line for each running stage of a run (not of a
+// sweep's trials): epoch, the last epoch's loss and validation accuracy, seconds per
+// epoch and the ETA of the stage; and for each stage requeued and waiting, its attempt
+// and the epoch it resumes at.
+func printLive(w io.Writer, st []pipeline.RunStatus, view statusView) {
+	if !view.live {
+		return
+	}
+	var lines []string
+	for _, r := range st {
+		if r.Run.Trials > 0 {
+			continue
+		}
+		for _, s := range r.Stages {
+			if l := liveLine(r.Run.ID, s); l != "" {
+				lines = append(lines, l)
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, l := range lines {
+		for _, part := range strings.Split(l, "\n") {
+			fmt.Fprintln(w, fitWidth(part, view.width))
+		}
+	}
+}
+
+// liveLine is, for a running stage, "RUN STAGE: epoch 3/10" and on a second line,
+// indented, "loss 0.4123 · val acc 0.9125 · 42.0 s/epoch · ETA 4:54" (two lines, so that
+// an 80-column terminal shows them whole); for a requeued stage waiting, "RUN STAGE:
+// requeued (attempt 2), resumes at epoch 4"; "" for any other stage.
+func liveLine(run string, s pipeline.StageStatus) string {
+	head := run + " " + s.Name + ": "
+	switch {
+	case s.State.Running():
+		what := ""
+		if c := epochCell(s.Epoch, s.Epochs, s.State); c != "" {
+			what = "epoch " + c
+		}
+		if s.JobAttempt > 1 {
+			what = strings.TrimPrefix(fmt.Sprintf("%s, attempt %d (requeued %d×)", what, s.JobAttempt, s.JobAttempt-1), ", ")
+		}
+		var parts []string
+		if s.LastLoss != nil {
+			parts = append(parts, "loss "+num.Text(s.LastLoss, 4))
+		}
+		if s.LastValAccuracy != nil {
+			parts = append(parts, "val acc "+num.Text(s.LastValAccuracy, 4))
+		}
+		if s.EpochSeconds > 0 {
+			parts = append(parts, fmt.Sprintf("%.1f s/epoch", s.EpochSeconds))
+		}
+		if s.ETASeconds > 0 {
+			parts = append(parts, "ETA "+elapsed(time.Duration(s.ETASeconds*float64(time.Second))))
+		}
+		if what == "" && len(parts) == 0 {
+			return "" // a command stage: the table says all there is
+		}
+		if len(parts) > 0 {
+			what += "\n  " + strings.Join(parts, " · ")
+		}
+		return head + what
+	case s.State.Waiting() && s.JobAttempt > 1:
+		l := fmt.Sprintf("%srequeued (attempt %d)", head, s.JobAttempt)
+		if s.ResumeEpoch > 0 {
+			l += fmt.Sprintf(", resumes at epoch %d", s.ResumeEpoch)
+		}
+		return l
 	}
 	return ""
 }

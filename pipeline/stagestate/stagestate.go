@@ -71,6 +71,9 @@ type View struct {
 	// Ran says the job started at some point (a started marker, or the executor names
 	// the node it ran on): a stage that never ran has no log.
 	Ran bool
+	// Requeued says the job's last attempt ended asking to be requeued (its finished
+	// marker says REQUEUED) and no newer attempt has started: it waits to resume.
+	Requeued bool
 	// guess: the state was guessed (neither the executor nor a marker said it), so a
 	// failed dependency explains it better.
 	guess bool
@@ -108,6 +111,7 @@ func Of(in Input) View {
 	}
 	requeued := fin != nil && jobs.State(fin["state"]) == jobs.StateRequeued
 	ended := fin != nil && !requeued
+	v.Requeued = requeued
 
 	known := in.Job != nil
 	if known {

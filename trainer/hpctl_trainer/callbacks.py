@@ -10,7 +10,9 @@ from .checkpoints import write_checkpoint
 from .compat import keras
 from .resume import save_state
 
-HISTORY_HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+# time: when the epoch ended (Unix seconds), so `hpctl status --watch` can tell seconds
+# per epoch and an ETA from the history alone.
+HISTORY_HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
 
 _stop = {"requested": False}
 
@@ -84,6 +86,7 @@ class StageCallback(keras.callbacks.Callback):
             "val_loss": to_float(logs.get("val_loss")),
             "val_accuracy": to_float(logs.get("val_accuracy")),
             "lr": compat.learning_rate(self.model.optimizer),
+            "time": round(now, 3),
         }
         self.rows.append(row)
         fsutil.write_csv(self.paths["history"], HISTORY_HEADER, self.rows)

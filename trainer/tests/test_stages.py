@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import sys
+import time
 
 import pytest
 
@@ -37,11 +38,14 @@ def test_history_rows(two_stage_run):
     for stage, n in (("frozen", 2), ("finetune", 4)):
         rows = read_history(os.path.join(run_dir, "stages", stage, "history.csv"))
         assert [int(r["epoch"]) for r in rows] == list(range(1, n + 1))
-        assert list(rows[0].keys()) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+        assert list(rows[0].keys()) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
         for r in rows:
             for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
                 float(r[k])
             assert 0.0 <= float(r["val_accuracy"]) <= 1.0
+        # time: when each epoch ended, in order, on this machine's clock.
+        times = [float(r["time"]) for r in rows]
+        assert times == sorted(times) and time.time() - 3600 < times[0] <= time.time()
         assert abs(float(rows[0]["lr"]) - spec["stages"][0 if stage == "frozen" else 1]["optimizer"]["learning_rate"]) < 1e-6
         # training.tensorboard is off by default: no event files.
         assert not os.path.exists(os.path.join(run_dir, "stages", stage, "tensorboard"))
