@@ -18,6 +18,8 @@ type logsOptions struct {
 	err    bool
 	// trial of a sweep (-1: not given).
 	trial int
+	// task of a stage on several nodes (-1: the job's log).
+	task int
 	// interval between two reads of a followed log; the job's state is checked at most
 	// every poll-interval.
 	interval time.Duration
@@ -31,7 +33,8 @@ func logsCommand(e *env) *cli.Command {
 		ArgsUsage:    "RUN",
 		Description: `Prints <run-dir>/logs/<job-name>-<job-id>.out (or .err with --err) of one stage: --stage,
 else the latest stage that has started. --follow keeps printing as the job writes, until
-the job ends.
+the job ends. A stage on several nodes (slurm.nodes > 1) also has one log per node's
+trainer: --task K prints task K's (0 is the chief).
 
 Examples:
    hpctl logs latest
@@ -43,13 +46,14 @@ Examples:
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing until the job ends"},
 			&cli.BoolFlag{Name: "err", Usage: "stderr (.err) instead of stdout (.out)"},
 			&cli.IntFlag{Name: "trial", Value: -1, DefaultText: "none", Usage: "for a sweep, the trial whose log to print"},
+			&cli.IntFlag{Name: "task", Value: -1, DefaultText: "none", Usage: "for a stage on several nodes, the task (node) whose log to print; 0 is the chief"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(errorf("logs needs exactly one RUN"))
 			}
 			return runLogs(c.Context, e, logsOptions{run: c.Args().First(), stage: c.String("stage"), follow: c.Bool("follow"), err: c.Bool("err"), interval: time.Second,
-				trial: c.Int("trial")})
+				trial: c.Int("trial"), task: c.Int("task")})
 		},
 	}
 }
@@ -75,8 +79,12 @@ func runLogs(ctx context.Context, e *env, o logsOptions) error {
 	if err != nil {
 		return err
 	}
+	var task *int
+	if o.task >= 0 {
+		task = &o.task
+	}
 	return pipeline.Logs(ctx, t, ex, run, e.stdout, pipeline.LogOptions{
-		Stage: o.stage, Err: o.err, Follow: o.follow, Interval: o.interval,
+		Stage: o.stage, Err: o.err, Task: task, Follow: o.follow, Interval: o.interval,
 		PollInterval: e.settings.PollInterval, Notice: e.stderr,
 	})
 }
