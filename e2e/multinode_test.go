@@ -343,3 +343,33 @@ func trainerPid(t *testing.T, runDir, task string) int {
 	t.Fatalf("no trainer of task %s of %s on this machine", task, runDir)
 	return 0
 }
+
+// TestTwoNodePreflight: the pre-flight checks slurm.nodes against the partition's nodes on
+// the real two-node cluster: 2 pass, 3 are refused with the spec position, before
+// anything is staged or queued.
+func TestTwoNodePreflight(t *testing.T) {
+	testenv.RequireTwoNodes(t)
+	c := newCLI(t)
+	dir := t.TempDir()
+	for _, d := range []string{"train/a", "train/b", "val/a", "val/b"} {
+		if err := os.MkdirAll(filepath.Join(dir, "data", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []int{2, 3} {
+		spec := filepath.Join(dir, fmt.Sprintf("n%d.yaml", n))
+		if err := os.WriteFile(spec, []byte(nodesSpec(dir, "python3", fmt.Sprintf("pre%d", n), n, 8, 2)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, errs, code := c.run(t, "submit", "--dry-run", spec)
+		switch {
+		case n == 2 && code != 0:
+			t.Errorf("2 nodes: exit %d\n%s%s", code, out, errs)
+		case n == 3 && (code == 0 || !regexp.MustCompile(`ask for 3 nodes .*partition two has 2 such \(slurm\.nodes at \S+n3\.yaml:\d+:\d+\)`).MatchString(errs)):
+			t.Errorf("3 nodes on a two-node partition: exit %d, want a refusal at slurm.nodes:\n%s%s", code, out, errs)
+		}
+	}
+	if runs, _ := filepath.Glob(filepath.Join(dir, "runs-*", "*")); len(runs) != 0 {
+		t.Errorf("a dry run staged %v", runs)
+	}
+}

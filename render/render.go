@@ -163,7 +163,7 @@ func LaunchWords(p *experiment.Plan, st experiment.PlannedStage) ([]containers.W
 		l.Env = append(l.Env, "HPCTL_TRIAL", "HPCTL_TRIAL_DIR")
 	}
 	if st.Resources.Nodes > 1 {
-		l.Env = append(l.Env, "HPCTL_WORKERS", "HPCTL_NODES")
+		l.Env = append(l.Env, "HPCTL_WORKERS", "HPCTL_NODES", "HPCTL_PREEMPTED_MARK")
 	}
 	if st.Trainer {
 		l.Mounts = trainerMounts(p.Spec)

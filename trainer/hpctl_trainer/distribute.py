@@ -113,3 +113,17 @@ def shard_by_data(ds):
     opts = tf.data.Options()
     opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(opts)
+
+
+def mark_preempted(env=None):
+    """On several nodes, the chief leaves the job script a mark that the workers stopped
+    on SIGUSR2: srun may report a worker killed on its way out rather than its exit 99."""
+    env = os.environ if env is None else env
+    path = env.get("HPCTL_PREEMPTED_MARK", "")
+    if not path or env.get("SLURM_PROCID", "0") != "0":
+        return
+    try:
+        with open(path, "w") as f:
+            f.write("preempted\n")
+    except OSError as e:
+        print("trainer: could not write %s: %s" % (path, e), file=sys.stderr)

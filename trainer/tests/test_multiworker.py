@@ -80,3 +80,14 @@ def test_two_workers_train_together(dataset, tmp_path):
     # The other worker wrote nothing into the run directory and left no folder behind.
     assert sorted(os.listdir(os.path.join(run_dir, "stages"))) == ["finetune", "frozen"]
     assert m["best_val_accuracy"] >= 0.8, m
+
+
+def test_mark_preempted_by_the_chief_only(tmp_path):
+    from hpctl_trainer.distribute import mark_preempted
+    mark = str(tmp_path / "mark")
+    mark_preempted({"HPCTL_PREEMPTED_MARK": mark, "SLURM_PROCID": "1"})
+    assert not os.path.exists(mark)
+    mark_preempted({"SLURM_PROCID": "0"})  # one node: no mark asked for
+    assert not os.path.exists(mark)
+    mark_preempted({"HPCTL_PREEMPTED_MARK": mark, "SLURM_PROCID": "0"})
+    assert open(mark).read() == "preempted\n"
