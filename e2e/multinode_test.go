@@ -101,6 +101,10 @@ func TestTwoNodePipeline(t *testing.T) {
 			if s.Epoch != s.Epochs {
 				t.Errorf("run %s: stage %s at epoch %d of %d", sub.RunID, s.Name, s.Epoch, s.Epochs)
 			}
+			// status names the nodes the stage ran on: both for the two-node run.
+			if want := map[string]string{two.RunID: "n[1-2]"}[sub.RunID]; want != "" && s.Node != want {
+				t.Errorf("run %s: status says stage %s ran on %q, want %q", sub.RunID, s.Name, s.Node, want)
+			}
 		}
 	}
 
