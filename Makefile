@@ -1,6 +1,6 @@
 # hpctl developer tasks. Each target is a thin call into scripts/ or the Go tool.
 
-.PHONY: build dist test demo slurm-up slurm-up-noacct slurm-down sshd-up sshd-down
+.PHONY: build dist test demo slurm-up slurm-up-noacct slurm-up-2nodes slurm-down-2nodes slurm-down sshd-up sshd-down
 
 COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -36,6 +36,12 @@ slurm-up:          ## single-node Slurm cluster with accounting (slurmdbd + Mari
 
 slurm-up-noacct:   ## the same cluster without slurmdbd: sacct fails, as on many sites
 	scripts/slurm-up.sh --no-accounting
+
+slurm-up-2nodes:   ## a second, separate Slurm cluster: nodes n1 and n2 on this host (SLURM_CONF=/etc/slurm-2nodes/slurm.conf)
+	scripts/slurm-up-2nodes.sh
+
+slurm-down-2nodes: ## stop the two-node cluster
+	scripts/slurm-up-2nodes.sh --down
 
 slurm-down:        ## stop the cluster (scripts/slurm-down.sh --purge also resets its state)
 	scripts/slurm-down.sh

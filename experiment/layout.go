@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"fmt"
 	"path"
 	"strconv"
 	"strings"
@@ -119,6 +120,12 @@ func ScriptPath(runDir, stage string) string { return path.Join(runDir, PathsOf(
 // LogPath is a job's stdout (ext "out") or stderr (ext "err") file.
 func LogPath(runDir, jobName, jobID, ext string) string {
 	return path.Join(runDir, LogsDir, jobName+"-"+jobID+"."+ext)
+}
+
+// TaskLogPath is the stdout (ext "out") or stderr (ext "err") file of task K of a stage
+// on several nodes (slurm.nodes > 1): each node's trainer writes its own.
+func TaskLogPath(runDir, jobName, jobID string, task int, ext string) string {
+	return path.Join(runDir, LogsDir, fmt.Sprintf("%s-%s.task%d.%s", jobName, jobID, task, ext))
 }
 
 // ArrayLogPath is an array task's stdout (ext "out") or stderr (ext "err") file.

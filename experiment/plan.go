@@ -272,7 +272,7 @@ func NewPlan(s Spec, runID string) (*Plan, error) {
 // stage's override where it has one (stageResources takes it), else the spec-wide one.
 func resourceKeys(i int, o StageSlurm) map[string]SpecKey {
 	own := map[string]bool{"partition": o.Partition != "", "time": o.Time != "", "gpus": o.GPUs != nil,
-		"cpus_per_task": o.CPUsPerTask != nil, "mem": o.Mem != ""}
+		"cpus_per_task": o.CPUsPerTask != nil, "mem": o.Mem != "", "nodes": o.Nodes != nil}
 	m := map[string]SpecKey{}
 	for _, f := range ResourceFields {
 		if own[f] {
@@ -304,6 +304,9 @@ func stageResources(g Slurm, o StageSlurm) jobs.Resources {
 	}
 	if o.Mem != "" {
 		r.Mem = o.Mem
+	}
+	if o.Nodes != nil {
+		r.Nodes = *o.Nodes
 	}
 	return r
 }

@@ -100,6 +100,7 @@ type StageSlurm struct {
 	GPUs        *int   `yaml:"gpus" json:"gpus,omitempty"`
 	CPUsPerTask *int   `yaml:"cpus_per_task" json:"cpus_per_task,omitempty"`
 	Mem         string `yaml:"mem" json:"mem,omitempty"`
+	Nodes       *int   `yaml:"nodes" json:"nodes,omitempty"`
 }
 
 // Container says how a stage's command runs: which runtime, which image.

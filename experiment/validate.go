@@ -305,9 +305,7 @@ func (c *checker) slurm(sl *Slurm) {
 	c.intRange("slurm.gpus", sl.GPUs, 0, 16)
 	c.intRange("slurm.cpus_per_task", sl.CPUsPerTask, 1, 1024)
 	c.mem("slurm.mem", sl.Mem, true)
-	if sl.Nodes != 1 {
-		c.add("slurm.nodes", "%d: the trainer runs on one node (several GPUs through MirroredStrategy); set 1", sl.Nodes)
-	}
+	c.nodes("slurm.nodes", sl.Nodes)
 	c.intRange("slurm.signal_before", sl.SignalBefore, 0, 65535)
 	for i, e := range sl.Extra {
 		if msg := checkExtra(e); msg != "" {
@@ -569,6 +567,9 @@ func (c *checker) stages() {
 		if st.Slurm.CPUsPerTask != nil {
 			c.intRange(p+".slurm.cpus_per_task", *st.Slurm.CPUsPerTask, 1, 1024)
 		}
+		if st.Slurm.Nodes != nil {
+			c.nodes(p+".slurm.nodes", *st.Slurm.Nodes)
+		}
 		for j, arg := range st.Command {
 			if arg == "" && j == 0 {
 				c.add(fmt.Sprintf("%s.command[0]", p), "the program to run is empty")
@@ -609,6 +610,31 @@ func (c *checker) stages() {
 	if cyc := c.cycle(index); cyc != nil {
 		first := index[cyc[0]]
 		c.add(fmt.Sprintf("stages[%d].depends_on", first), "dependency cycle: %s", strings.Join(cyc, " -> "))
+	}
+}
+
+// MaxNodes is the most nodes one stage may ask for: far beyond what a test or a
+// transfer-learning stage needs, low enough that a typo is caught.
+const MaxNodes = 256
+
+// multiNodeRefused are the runtimes that cannot run a stage on several nodes, and why.
+var multiNodeRefused = map[string]string{
+	"docker": "docker's bridge network hides each node's trainer port from the others, and its " +
+		"containers do not see Slurm's task variables; use pyxis, apptainer, singularity or none",
+	"podman": "podman's network hides each node's trainer port from the others, and its " +
+		"containers do not see Slurm's task variables; use pyxis, apptainer, singularity or none",
+}
+
+// nodes checks a node count: 1 to MaxNodes, and more than 1 only with a runtime that
+// can run one trainer per node (srun launching the runtime on each).
+func (c *checker) nodes(path string, n int) {
+	if n < 1 || n > MaxNodes {
+		c.add(path, "%d is not a node count: 1 to %d (more than 1 runs one trainer per node, "+
+			"MultiWorkerMirroredStrategy)", n, MaxNodes)
+		return
+	}
+	if why, bad := multiNodeRefused[c.l.Spec.Container.Runtime]; n > 1 && bad {
+		c.add(path, "%d nodes with container.runtime %s: %s", n, c.l.Spec.Container.Runtime, why)
 	}
 }
 

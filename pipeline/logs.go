@@ -23,6 +23,9 @@ type LogOptions struct {
 	Stage string
 	// Err prints the job's stderr (.err) instead of its stdout (.out).
 	Err bool
+	// Task, when set, prints that task's own log of a stage on several nodes
+	// (slurm.nodes > 1) instead of the job's.
+	Task *int
 	// Follow keeps printing what the job writes until the job ends (or ctx is done).
 	Follow bool
 	// Interval is the wait between two reads of a followed log (default 1s).
@@ -169,6 +172,9 @@ func (f *follower) stage(ctx context.Context, stage registry.RunStage, header fu
 		ext = "err"
 	}
 	path := LogFile(f.run, stage, ext)
+	if o.Task != nil {
+		path = TaskLogFile(f.run, stage, *o.Task, ext)
+	}
 	var offset int64
 	started, waitSaid := false, ""
 	for {
@@ -309,6 +315,15 @@ func StageLog(run registry.Run, stage string, states map[string]jobs.JobState) (
 }
 
 // LogFile is the path of a stage's job log ("out" or "err").
+// TaskLogFile is the log of task K of a stage on several nodes: srun writes one per task
+// beside the job's (logs/<job name>-<job id>.task<K>.<ext>).
+func TaskLogFile(run registry.Run, s registry.RunStage, task int, ext string) string {
+	if array, idx, ok := isTask(s.JobID); ok {
+		return experiment.TaskLogPath(run.RunDir, s.JobName, array+"_"+idx, task, ext)
+	}
+	return experiment.TaskLogPath(run.RunDir, s.JobName, s.JobID, task, ext)
+}
+
 func LogFile(run registry.Run, s registry.RunStage, ext string) string {
 	if array, task, ok := isTask(s.JobID); ok {
 		return experiment.ArrayLogPath(run.RunDir, s.JobName, array, task, ext)

@@ -18,6 +18,11 @@ func CheckExecutor(l *experiment.Loaded, ex jobs.Executor) error {
 	if ex == nil || ex.Name() == "slurm" {
 		return nil
 	}
+	// Several nodes need Slurm to allocate them and srun to start one trainer on each.
+	if key, n := multiNode(l.Spec); n > 1 {
+		return fmt.Errorf("%w: %s: %s is %d, but the jobs would run on this machine without Slurm (no sbatch answered), which has one node; reach the cluster with --host or cluster.host, or set it to 1",
+			errkind.ErrUsage, l.File, key, n)
+	}
 	runtime := l.Spec.Container.Runtime
 	rt, err := containers.Lookup(runtime)
 	if err != nil || !rt.Capabilities().NeedsSrun {
@@ -39,4 +44,17 @@ func withoutSrun() string {
 		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// multiNode returns the first key asking for more than one node, and its value.
+func multiNode(s experiment.Spec) (string, int) {
+	if s.Slurm.Nodes > 1 {
+		return "slurm.nodes", s.Slurm.Nodes
+	}
+	for i, st := range s.Stages {
+		if st.Slurm.Nodes != nil && *st.Slurm.Nodes > 1 {
+			return fmt.Sprintf("stages[%d].slurm.nodes", i), *st.Slurm.Nodes
+		}
+	}
+	return "", 1
 }

@@ -52,6 +52,22 @@ func TestCheckExecutor(t *testing.T) {
 	}
 }
 
+// A stage on several nodes needs Slurm: the local executor refuses it before anything runs.
+func TestCheckExecutorRefusesNodesLocally(t *testing.T) {
+	l := &experiment.Loaded{File: "spec.yaml", Spec: experiment.Default()}
+	l.Spec.Container.Runtime = "none"
+	two := 2
+	l.Spec.Stages = []experiment.Stage{{Name: "a"}, {Name: "b", Slurm: experiment.StageSlurm{Nodes: &two}}}
+	if err := CheckExecutor(l, named{name: "slurm"}); err != nil {
+		t.Fatalf("on Slurm: %v", err)
+	}
+	err := CheckExecutor(l, named{name: "local"})
+	want := "usage error: spec.yaml: stages[1].slurm.nodes is 2, but the jobs would run on this machine without Slurm (no sbatch answered), which has one node; reach the cluster with --host or cluster.host, or set it to 1"
+	if !errors.Is(err, errkind.ErrUsage) || err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
 // TestSubmitChecksExecutorFirst: Submit refuses before it asks the transport anything (a
 // nil transport would panic at its first use).
 func TestSubmitChecksExecutorFirst(t *testing.T) {

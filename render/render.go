@@ -162,6 +162,9 @@ func LaunchWords(p *experiment.Plan, st experiment.PlannedStage) ([]containers.W
 	if p.Trials != nil {
 		l.Env = append(l.Env, "HPCTL_TRIAL", "HPCTL_TRIAL_DIR")
 	}
+	if st.Resources.Nodes > 1 {
+		l.Env = append(l.Env, "HPCTL_WORKERS", "HPCTL_NODES", "HPCTL_PREEMPTED_MARK")
+	}
 	if st.Trainer {
 		l.Mounts = trainerMounts(p.Spec)
 		// A sweep's trials may read other data or weights: the one launch line mounts
@@ -181,7 +184,32 @@ func LaunchWords(p *experiment.Plan, st experiment.PlannedStage) ([]containers.W
 	if err != nil {
 		return nil, fmt.Errorf("render stage %s: %w", st.Name, err)
 	}
+	if n := st.Resources.Nodes; n > 1 {
+		words = multiNode(words, n, p.RunDir, p.Trials != nil)
+	}
 	return words, nil
+}
+
+// multiNode makes the launch line an srun step of one task per node: a runtime that is
+// already an srun step (pyxis) gets the options on its own srun, any other runs under
+// one. --kill-on-bad-exit ends the other tasks when one fails, so that a dead worker
+// fails the stage rather than leave the others waiting in a collective. Each task writes
+// its own logs, logs/<job name>-<job id>.task<K>.{out,err}, appended to across requeues.
+func multiNode(words []containers.Word, nodes int, runDir string, sweep bool) []containers.Word {
+	job := "%j"
+	if sweep {
+		job = "%A_%a"
+	}
+	logs := path.Join(runDir, experiment.LogsDir, "%x-"+job+".task%t.")
+	opts := containers.Lits(
+		fmt.Sprintf("--nodes=%d", nodes), fmt.Sprintf("--ntasks=%d", nodes), "--ntasks-per-node=1",
+		"--kill-on-bad-exit=1", "--open-mode=append", "--output="+logs+"out", "--error="+logs+"err")
+	out := []containers.Word{containers.Lit("srun")}
+	if len(words) > 0 && words[0].Shell() == "srun" {
+		words = words[1:]
+	}
+	out = append(out, opts...)
+	return append(out, words...)
 }
 
 // trainerMounts makes the data and weights visible at the same paths inside the

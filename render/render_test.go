@@ -342,3 +342,26 @@ func TestUSR2BeforeTheCommandStarts(t *testing.T) {
 		t.Errorf("scontrol calls = %q", got)
 	}
 }
+
+// TestGoldenMultiNode pins the script of a stage on two nodes for each runtime that may
+// run on several (docker and podman are refused by validation): one task per node, the
+// workers' addresses and ports, and the srun step with per-task logs.
+func TestGoldenMultiNode(t *testing.T) {
+	for _, rt := range []string{"pyxis", "apptainer", "none"} {
+		l := parse(t, "testdata/full.yaml")
+		l.Spec.Container.Runtime = rt
+		l.Spec.Container.Image = images[rt]
+		l.Spec.Slurm.Nodes = 2
+		if err := l.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		p := newPlan(t, l.Spec, "/home/u", "/home/u")
+		s, err := Script(p, p.Stages[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "nodes2-" + rt + "-" + p.Stages[0].Name
+		golden.RequireEqual(t, name, s)
+		lint(t, name, s)
+	}
+}

@@ -5,6 +5,7 @@
 #     scripts in them), jq and less (help examples pipe into them; e2e/examples_test.go
 #     runs every one); the cluster and sshd scripts install their own
 #   - a real single-node Slurm cluster with accounting (scripts/slurm-up.sh)
+#   - a second, two-node Slurm cluster on the same host (scripts/slurm-up-2nodes.sh)
 #   - a real OpenSSH server on 127.0.0.1:2222 (scripts/sshd-up.sh)
 #   - TensorFlow virtual environments: 2.7 on CPython 3.8 (the NVIDIA 22.02 container's;
 #     the interpreter comes from pyenv), 2.15 (Keras 2) and current (Keras 3)
@@ -31,6 +32,8 @@ fi
 
 step "Slurm test cluster"
 scripts/slurm-up.sh
+step "two-node Slurm test cluster (a separate instance, for slurm.nodes > 1)"
+scripts/slurm-up-2nodes.sh
 step "sshd on 127.0.0.1"
 scripts/sshd-up.sh
 
@@ -61,7 +64,7 @@ bin/tools/staticcheck ./...
 step "go test ./..."
 # The integration tests skip without a cluster, an sshd or TensorFlow unless told that
 # they must run: here they must.
-export HPCTL_REQUIRE_SLURM=1 HPCTL_REQUIRE_SSH=1 HPCTL_REQUIRE_TOOLS=1 HPCTL_REQUIRE_TF=1
+export HPCTL_REQUIRE_SLURM=1 HPCTL_REQUIRE_SLURM2=1 HPCTL_REQUIRE_SSH=1 HPCTL_REQUIRE_TOOLS=1 HPCTL_REQUIRE_TF=1
 export HPCTL_TEST_PYTHON="$PWD/.venv-tfcur/bin/python"
 go test -p 1 -timeout 30m ./...
 

@@ -112,12 +112,16 @@ def main(argv=None):
         print("trainer: error: %s" % e, file=sys.stderr)
         return EXIT_BAD_INPUT
     except Preempted:
+        from hpctl_trainer import distribute
+        distribute.mark_preempted()
         print("trainer: preempted (SIGUSR2); state of the last completed epoch saved; exit %d"
               % EXIT_PREEMPTED, file=sys.stderr)
         return EXIT_PREEMPTED
     except Exception:
         traceback.print_exc()
         if callbacks is not None and callbacks.stop_requested():
+            from hpctl_trainer import distribute
+            distribute.mark_preempted()
             print("trainer: failed after SIGUSR2; exiting %d so the job is requeued" % EXIT_PREEMPTED,
                   file=sys.stderr)
             return EXIT_PREEMPTED

@@ -20,6 +20,8 @@ type logsOptions struct {
 	trial int
 	// tail: only the last lines of each log (0: all).
 	tail int
+	// task of a stage on several nodes (-1: the job's log).
+	task int
 	// interval between two reads of a followed log; the job's state is checked at most
 	// every poll-interval.
 	interval time.Duration
@@ -39,6 +41,9 @@ follows the whole pipeline: each stage in turn under a header line
 ("== finetune (job 81) =="), waiting while a stage is pending (a note on stderr says
 why, in plain words), until the run ends. Ctrl-C stops following; the jobs go on.
 
+A stage on several nodes (slurm.nodes > 1) also has one log per node's trainer: --task K
+prints task K's (0 is the chief).
+
 Examples:
    hpctl logs latest
    hpctl logs latest --follow                     # every stage in turn, until the run ends
@@ -52,6 +57,7 @@ Examples:
 			&cli.BoolFlag{Name: "err", Usage: "stderr (.err) instead of stdout (.out)"},
 			&cli.IntFlag{Name: "tail", Aliases: []string{"n"}, Usage: "only the last N lines of each log (0: all)"},
 			&cli.IntFlag{Name: "trial", Value: -1, DefaultText: "none", Usage: "for a sweep, the trial whose log to print"},
+			&cli.IntFlag{Name: "task", Value: -1, DefaultText: "none", Usage: "for a stage on several nodes, the task (node) whose log to print; 0 is the chief"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -61,7 +67,7 @@ Examples:
 				return usageError(errorf("--tail %d: give a number of lines, 0 or more", c.Int("tail")))
 			}
 			return runLogs(c.Context, e, logsOptions{run: c.Args().First(), stage: c.String("stage"), follow: c.Bool("follow"), err: c.Bool("err"), interval: time.Second,
-				trial: c.Int("trial"), tail: c.Int("tail")})
+				trial: c.Int("trial"), tail: c.Int("tail"), task: c.Int("task")})
 		},
 	}
 }
@@ -87,8 +93,12 @@ func runLogs(ctx context.Context, e *env, o logsOptions) error {
 	if err != nil {
 		return err
 	}
+	var task *int
+	if o.task >= 0 {
+		task = &o.task
+	}
 	return pipeline.Logs(ctx, t, ex, run, e.stdout, pipeline.LogOptions{
-		Stage: o.stage, Err: o.err, Follow: o.follow, Interval: o.interval,
+		Stage: o.stage, Err: o.err, Task: task, Follow: o.follow, Interval: o.interval,
 		PollInterval: e.settings.PollInterval, Notice: e.stderr, Tail: o.tail,
 	})
 }

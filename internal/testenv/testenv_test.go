@@ -128,3 +128,23 @@ func TestControllerRestart(t *testing.T) {
 		t.Fatalf("squeue after restart: %v: %s", err, out)
 	}
 }
+
+// The two-node cluster runs one task on each node of a -N2 step: the ground the
+// multi-node trainer stands on.
+func TestTwoNodeStepOneTaskPerNode(t *testing.T) {
+	RequireTwoNodes(t)
+	out, err := run(2*time.Minute, "srun", "-N2", "--ntasks-per-node=1", "-p", TwoNodePartition,
+		"bash", "-c", `echo "task $SLURM_PROCID of $SLURM_NTASKS on $SLURMD_NODENAME"`)
+	if err != nil {
+		t.Fatalf("srun: %v\n%s", err, out)
+	}
+	got := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		got[line] = true
+	}
+	for _, want := range []string{"task 0 of 2 on n1", "task 1 of 2 on n2"} {
+		if !got[want] {
+			t.Errorf("srun output lacks %q:\n%s", want, out)
+		}
+	}
+}

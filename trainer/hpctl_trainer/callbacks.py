@@ -40,8 +40,9 @@ def to_float(v):
 
 
 class StageCallback(keras.callbacks.Callback):
-    def __init__(self, paths, rows, st, info, images_per_epoch):
-        """paths: the stage's absolute output paths (spec.stage_paths)."""
+    def __init__(self, paths, rows, st, info, images_per_epoch, worker=None):
+        """paths: the stage's absolute output paths (spec.stage_paths), this worker's.
+        worker: a distribute.Worker; on several nodes, whether to stop is decided together."""
         super(StageCallback, self).__init__()
         self.paths = paths
         self.rows = rows
@@ -51,18 +52,34 @@ class StageCallback(keras.callbacks.Callback):
         self.t_epoch = None
         self.t_val = None
         self.t_attempt = time.time()
+        self.worker = worker
+        # Where training is, for the message when all workers stop together.
+        self.epoch = 0
+        self.batch = None
 
     def _check(self):
-        if stop_requested():
+        # On several nodes every worker must stop at the same step, or the others would
+        # wait in the next step's collective: the workers decide together (one small
+        # all-reduce per check), and all stop when any of them got SIGUSR2.
+        if self.worker is not None and self.worker.multi:
+            stop = self.worker.any_true(stop_requested())
+            if stop:
+                print("trainer: worker %d of %d: all workers stop at epoch %d, batch %s"
+                      % (self.worker.index, self.worker.count, self.epoch + 1, self.batch), file=sys.stderr)
+        else:
+            stop = stop_requested()
+        if stop:
             raise Preempted()
 
     def on_train_batch_end(self, batch, logs=None):
+        self.batch = batch + 1
         self._check()
 
     def on_test_batch_end(self, batch, logs=None):
         self._check()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.batch = epoch, 0
         self._check()
         self.t_epoch = time.time()
         self.t_val = None

@@ -149,3 +149,54 @@ def tensorboard(log_dir):
     2 by default, which needs packages a container may lack)."""
     return keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False,
                                        update_freq="epoch", profile_batch=0)
+
+
+def fit_across_workers(model, strategy):
+    """Keras 3's fit builds the model from the first batch averaged with strategy.reduce
+    over the (x, y) structure, which MultiWorkerMirroredStrategy's reduce refuses ("Attempt
+    to convert a value (PerReplica...)"): build it from this worker's own first batch
+    instead, which has the same shapes. Keras 2 needs nothing."""
+    if not KERAS3 or not hasattr(model, "_maybe_symbolic_build"):
+        return
+
+    def local(v):
+        if isinstance(v, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(v)[0]
+        return v
+
+    def build(iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+    _patch_reduce_per_replica()
+
+
+def _patch_reduce_per_replica():
+    """Keras 3 averages each step's logs across workers with reduce(MEAN, axis=0), which
+    fails on the scalar losses and metrics ("Invalid reduction dimension 0 for input with 0
+    dimensions"): average scalars over all replicas (axis=None) instead."""
+    try:
+        from keras.src.backend.tensorflow import trainer as tft
+    except ImportError:
+        return
+    orig = getattr(tft, "reduce_per_replica", None)
+    if orig is None or getattr(orig, "_hpctl", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        def one(v):
+            first = (strategy.experimental_local_results(v)[0]
+                     if isinstance(v, tf.distribute.DistributedValues) else v)
+            if reduction in ("auto", "mean") and getattr(first, "shape", None) is not None \
+                    and first.shape.rank == 0:
+                return strategy.reduce("MEAN", v, axis=None)
+            return orig(v, strategy, reduction)
+        return tf.nest.map_structure(one, values)
+
+    reduce_per_replica._hpctl = True
+    tft.reduce_per_replica = reduce_per_replica

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import InputError, Preempted, compat, data, fsutil, model as mdl, weights
+from . import InputError, Preempted, compat, data, distribute, fsutil, model as mdl, weights
 from .callbacks import HISTORY_HEADER, StageCallback, stop_requested, to_float
 from .checkpoints import checkpoint_path, model_info, model_info_beside, read_model_info, write_checkpoint
 from .compat import tf
@@ -51,9 +51,34 @@ def check_gpus(stage_name, asked, cpu_fallback, seen=None):
               % (stage_name, asked, len(seen), given, ", ".join(seen)), file=sys.stderr)
 
 
+def worker_paths(paths, run_dir, out_dir):
+    """The stage's output paths moved from run_dir to out_dir (a worker's own folder)."""
+    if out_dir == run_dir:
+        return paths
+    moved = {}
+    for k, p in paths.items():
+        rel = os.path.relpath(p, run_dir)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = p.lstrip(os.sep)
+        moved[k] = os.path.join(out_dir, rel)
+    return moved
+
+
 def run(spec, stage_name, run_dir):
     st_spec = stage_spec(spec, stage_name)
-    paths = stage_paths(spec, stage_name, run_dir)
+    # First of all: several nodes' collectives must be set up before TensorFlow starts.
+    worker = distribute.make_worker(int(st_spec["gpus"] or 1))
+    try:
+        return _run(spec, stage_name, run_dir, st_spec, worker)
+    finally:
+        worker.cleanup()
+
+
+def _run(spec, stage_name, run_dir, st_spec, worker):
+    # What the run directory holds (resume state, history, the checkpoint to start from)
+    # every worker reads; only the chief writes there, the others write to their own folder.
+    run_paths = stage_paths(spec, stage_name, run_dir)
+    paths = worker_paths(run_paths, run_dir, worker.output_dir(run_dir))
     for key in ("dir", "checkpoints", "state"):
         os.makedirs(paths[key], exist_ok=True)
     for key in ("history", "metrics", "evaluation", "best_checkpoint", "final_checkpoint", "model_info"):
@@ -73,15 +98,12 @@ def run(spec, stage_name, run_dir):
                          "tensorflow-cpu wheels leave it out): install it (pip install tensorboard) or "
                          "set training.tensorboard: false" % sys.executable)
 
-    gpus = int(st_spec["gpus"] or 1)
-    if gpus > 1:
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.get_strategy()
+    strategy = worker.strategy
     replicas = strategy.num_replicas_in_sync
-    batch = int(d["batch_size"]) * replicas  # batch_size is per GPU
+    # batch_size is per GPU: the global batch is batch_size x GPUs x nodes.
+    batch = int(d["batch_size"]) * replicas
 
-    state = read_state(paths["state"])
+    state = read_state(run_paths["state"])
     init_ckpt = None
     init_record = None
     if st_spec["init_from"] and is_checkpoint_path(st_spec["init_from"]):
@@ -125,7 +147,7 @@ def run(spec, stage_name, run_dir):
         mdl.set_trainable(model, st_spec["unfreeze_layers"])
         mdl.compile_model(model, st_spec["optimizer"], n_classes)
         if state:
-            restore_state(paths["state"], model, state)
+            restore_state(run_paths["state"], model, state)
 
     rows = []
     st = {"epoch": 0, "best_val_accuracy": None, "best_val_loss": None, "best_epoch": None,
@@ -133,7 +155,7 @@ def run(spec, stage_name, run_dir):
     if state:
         st.update(state)
         done = int(state["epoch"])
-        for r in fsutil.read_csv(paths["history"]):
+        for r in fsutil.read_csv(run_paths["history"]):
             try:
                 if int(r["epoch"]) <= done:
                     rows.append(r)
@@ -157,12 +179,17 @@ def run(spec, stage_name, run_dir):
     val_ds = data.make_dataset(va_paths, va_labels, n_classes, image_size, batch, spec["model"]["backbone"],
                                cache=bool(d["cache"]), repeat=vsteps > 0, take_batches=vsteps)
     images_per_epoch = spe * batch if spe > 0 else len(tr_paths)
+    if worker.multi:
+        train_ds, val_ds = distribute.shard_by_data(train_ds), distribute.shard_by_data(val_ds)
 
+    if worker.multi:
+        compat.fit_across_workers(model, strategy)
     t0 = time.time()
     if initial_epoch < epochs:
-        if stop_requested():
+        # On several nodes all workers decide together, so that none is left waiting.
+        if worker.any_true(stop_requested()):
             raise Preempted()
-        cb = StageCallback(paths, rows, st, info, images_per_epoch)
+        cb = StageCallback(paths, rows, st, info, images_per_epoch, worker)
         cbs = [cb]
         if spec["training"]["tensorboard"]:
             # Before the stage's own callback, whose on_epoch_end may stop training
@@ -194,6 +221,7 @@ def run(spec, stage_name, run_dir):
         "keras_version": compat.KERAS_VERSION,
         "gpus": compat.gpu_names(),
         "replicas": replicas,
+        "nodes": worker.count,
         "global_batch_size": batch,
         "mixed_precision": bool(spec["training"]["mixed_precision"]),
         "class_names": class_names,
@@ -213,6 +241,9 @@ def run(spec, stage_name, run_dir):
         "train_images": len(tr_paths),
         "val_images": len(va_paths),
     }
+    if not worker.chief:
+        # The chief alone writes the metrics and evaluates the model.
+        return metrics
     fsutil.write_json(paths["metrics"], metrics)
     evaluate(spec, stage_name, run_dir)
     return metrics
