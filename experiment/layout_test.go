@@ -75,6 +75,8 @@ func layoutTree() []string {
 		strings.TrimPrefix(ArrayLogPath("", "<job-name>", "<array-job-id>", "<task>", "out"), "/"),
 		strings.TrimPrefix(ArrayLogPath("", "<job-name>", "<array-job-id>", "<task>", "err"), "/"),
 		PredictScratch("<id>") + "/",
+		strings.TrimPrefix(strings.Replace(TaskLogPath("", "<job-name>", "<job-id>", 0, "out"), ".task0.", ".task<K>.", 1), "/"),
+		strings.TrimPrefix(strings.Replace(TaskLogPath("", "<job-name>", "<job-id>", 0, "err"), ".task0.", ".task<K>.", 1), "/"),
 	}
 	sort.Strings(out)
 	return out
