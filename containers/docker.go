@@ -34,10 +34,6 @@ const (
 	dockerGPUs = `"\"device=${CUDA_VISIBLE_DEVICES:-all}\""`
 	// Files in the run directory must belong to the user, not to root.
 	dockerUser = `"$(id -u):$(id -g)"`
-	// Rootless podman maps the user's own id into the container with keep-id, which
-	// rootful podman refuses ("keep-id is only supported in rootless mode"): root gets
-	// host, its default.
-	podmanUserns = `"--userns=$(if [ "$(id -u)" = 0 ]; then echo host; else echo keep-id; fi)"`
 )
 
 func (d docker) Command(l Launch) ([]Word, error) {
@@ -72,9 +68,11 @@ func (d docker) Command(l Launch) ([]Word, error) {
 			words = append(words, Lit("--gpus"), expansion(dockerGPUs))
 		}
 	}
-	if d.program == "podman" {
-		words = append(words, expansion(podmanUserns))
-	} else {
+	// podman needs no user: rootless, the container's root is the user who runs the
+	// job, so what it writes in the run directory is theirs, and rootful it is root. (Not
+	// --userns=keep-id: root is refused it, and rootless podman 4.3 with runc then cannot
+	// run the image's files or its --init.)
+	if d.program != "podman" {
 		words = append(words, Lit("--user"), expansion(dockerUser))
 	}
 	for _, e := range env {

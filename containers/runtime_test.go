@@ -154,14 +154,13 @@ func TestCommand(t *testing.T) {
 				`-v /scratch:/scratch -w '/home/u/runs/r 1' nvcr.io/nvidia/tensorflow:22.02-tf2-py3 ` + argv},
 		{"podman", func(l *Launch) { l.Image = "tf"; l.Mounts = nil; l.Env = nil },
 			`podman run --rm --init --network host --device nvidia.com/gpu=all ` +
-				`"--userns=$(if [ "$(id -u)" = 0 ]; then echo host; else echo keep-id; fi)" -e CUDA_VISIBLE_DEVICES ` +
+				`-e CUDA_VISIBLE_DEVICES ` +
 				`-v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
 		{"podman", func(l *Launch) {
 			l.Image, l.Mounts, l.Env, l.GPUs = "tf", nil, nil, 0
 			l.Name = ContainerName("exp 1/x", "frozen")
 		},
 			`podman run --rm --init --network host --name hpctl-exp-1-x-frozen-"$HPCTL_JOB_ID" ` +
-				`"--userns=$(if [ "$(id -u)" = 0 ]; then echo host; else echo keep-id; fi)" ` +
 				`-v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
 		{"docker", func(l *Launch) { l.Image = "tf"; l.Mounts = nil; l.Env = nil; l.GPUs = 0 },
 			`docker run --rm --init --network host --user "$(id -u):$(id -g)" -v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
@@ -189,7 +188,7 @@ func TestCommand(t *testing.T) {
 // TestHostileLaunch: whatever a spec puts in a launch, no Expansion part carries it.
 func TestHostileLaunch(t *testing.T) {
 	const h = "x$(touch PWNED)`id`'\"*"
-	allowed := []string{dockerGPUs, podmanUserns, dockerUser, `"$HPCTL_JOB_ID"`}
+	allowed := []string{dockerGPUs, dockerUser, `"$HPCTL_JOB_ID"`}
 	for _, name := range Names() {
 		r, _ := Lookup(name)
 		l := Launch{Image: h, RunDir: "/r/" + h, Mounts: []Mount{{Source: "/" + h, Target: h}}, GPUs: 2, Name: ContainerName(h, h),

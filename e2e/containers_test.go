@@ -188,7 +188,8 @@ func containerPipeline(t *testing.T, mode string) {
 	waitFor(t, "no container of the cancelled run", time.Minute, func() bool {
 		return len(containerNames(t, mode, sub2.RunID)) == 0
 	})
-	if st := c.status(t, sub2.RunID); st.State != jobs.StateCancelled {
+	// Slurm ends the cancelled job a moment after its container is gone.
+	if st := c.waitEnded(t, sub2.RunID, 2*time.Minute); st.State != jobs.StateCancelled {
 		t.Errorf("cancelled run is %s", st.State)
 	}
 	t.Logf("%s: the whole test took %.0fs", mode, time.Since(began).Seconds())
@@ -248,5 +249,47 @@ func chown(t *testing.T, dir string) {
 	t.Helper()
 	if out, err := exec.Command("chown", "-R", testenv.RootlessUser()+":", dir).CombinedOutput(); err != nil {
 		t.Fatalf("chown: %v %s", err, out)
+	}
+}
+
+// TestContainerLocalExecutor: the same image under rootful podman and docker with the
+// local executor (no Slurm): the pipeline completes, and `hpctl cancel` of a running stage
+// leaves no container.
+func TestContainerLocalExecutor(t *testing.T) {
+	py := requirePython(t)
+	for _, mode := range []string{testenv.PodmanRootful, testenv.Docker} {
+		t.Run(mode, func(t *testing.T) {
+			image := testenv.RequireContainer(t, mode)
+			c := newCLI(t)
+			dir := t.TempDir()
+			began := time.Now()
+			python(t, py, "scripts/make-demo-data.py", filepath.Join(dir, "data"))
+			src := containerSpec(dir, mode, image, frozenEpochs)
+			src = strings.Replace(src, "executor: slurm", "executor: local", 1)
+			spec := filepath.Join(dir, "ctr.yaml")
+			if err := os.WriteFile(spec, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sub := c.submit(t, spec)
+			st := c.waitEnded(t, sub.RunID, pipelineTimeout)
+			for _, s := range st.Stages {
+				if s.State != jobs.StateCompleted {
+					t.Fatalf("stage %s is %s (exit %s), want COMPLETED\n%s", s.Name, s.State, s.ExitCode, c.stageLogs(t, sub.RunID, st))
+				}
+			}
+			t.Logf("%.0fs: pipeline COMPLETED on the local executor", time.Since(began).Seconds())
+			if names := containerNames(t, mode, sub.RunID); len(names) > 0 {
+				t.Errorf("containers left after the run: %v", names)
+			}
+			sub2 := c.submit(t, spec)
+			waitFor(t, "the container of the second run", 4*time.Minute, func() bool {
+				return len(containerNames(t, mode, sub2.RunID)) > 0
+			})
+			c.must(t, "cancel", sub2.RunID)
+			waitFor(t, "no container of the cancelled run", time.Minute, func() bool {
+				return len(containerNames(t, mode, sub2.RunID)) == 0
+			})
+			t.Logf("%s on the local executor: the whole test took %.0fs", mode, time.Since(began).Seconds())
+		})
 	}
 }
