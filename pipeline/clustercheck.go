@@ -184,7 +184,7 @@ func gpuProbes(p *experiment.Plan, caps containers.Capabilities) []probe {
 		return []probe{
 			{kind: "version", a: caps.Program, b: "-", key: "container.runtime", pos: p.RuntimePos, judge: func(l string) string {
 				if major, minor, ok := version(l); ok && (major < 4) {
-					return fmt.Sprintf("runtime %s: %s, which hpctl gives podman as CDI devices (--device nvidia.com/gpu=all), and %s is older than 4.0, which hpctl does not know to do that (its --gpus adds no devices before podman 5.0: the stage would train on the CPU); upgrade podman, use docker or apptainer, or set slurm.gpus: 0 (found %d.%d)", rt, asks, caps.Program, major, minor)
+					return fmt.Sprintf("runtime %s: %s, and %s here is older than 4.0, which hpctl knows no working way to give GPUs (hpctl passes them as CDI devices, --device nvidia.com/gpu=all, from podman 4.0; podman's --gpus adds no devices before 5.0, so the stage would train on the CPU); upgrade podman, use docker or apptainer, or set slurm.gpus: 0 (found %d.%d)", rt, asks, caps.Program, major, minor)
 				}
 				return ""
 			}},
