@@ -1,6 +1,6 @@
 # hpctl developer tasks. Each target is a thin call into scripts/ or the Go tool.
 
-.PHONY: build dist test demo slurm-up slurm-up-noacct slurm-up-2nodes slurm-down-2nodes slurm-down sshd-up sshd-down
+.PHONY: build dist test demo slurm-up slurm-up-noacct slurm-up-2nodes slurm-down-2nodes slurm-down sshd-up sshd-down containers-up
 
 COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -51,3 +51,6 @@ sshd-up:           ## OpenSSH server on 127.0.0.1:2222 with a throwaway key
 
 sshd-down:         ## stop that sshd
 	scripts/sshd-down.sh
+
+containers-up:     ## podman (rootful, rootless), dockerd and the trainer's image for the real-runtime tests
+	scripts/containers-up.sh

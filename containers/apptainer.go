@@ -17,8 +17,9 @@ func (a apptainer) Name() string { return a.program }
 
 // Capabilities: --bind splits a list at ',' and each mount at ':', even with one mount per
 // --bind.
-func (apptainer) Capabilities() Capabilities {
-	return Capabilities{NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect}
+func (a apptainer) Capabilities() Capabilities {
+	return Capabilities{NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect,
+		Program: a.program, ImageFiles: []string{".sif", ".simg", ".img"}}
 }
 
 func (a apptainer) Command(l Launch) ([]Word, error) {

@@ -18,7 +18,8 @@ func (pyxis) Name() string { return "pyxis" }
 // launch line is an srun step, which needs a Slurm job.
 func (pyxis) Capabilities() Capabilities {
 	return Capabilities{NeedsImage: true, NeedsSrun: true, MountForbidden: ",:", MountListSeparator: ",",
-		GPUs: GPUInherit, Signals: SignalDirect}
+		GPUs: GPUInherit, Signals: SignalDirect, Program: "srun", ProgramFlag: "--container-image",
+		ImageFiles: []string{".sqsh", ".squashfs", ".sqfs"}}
 }
 
 func (p pyxis) Command(l Launch) ([]Word, error) {

@@ -57,6 +57,34 @@ type Capabilities struct {
 	GPUs GPUAccess
 	// Signals says how the job shell's TERM and USR2 reach the command (informational).
 	Signals SignalPath
+	// Program is the command the launch line starts, which submission checks is on PATH
+	// where the jobs are submitted ("" for none).
+	Program string
+	// ProgramFlag, when set, is a flag that `Program --help` must list: pyxis is a Slurm
+	// plugin that adds --container-image to srun, and srun without it fails every stage.
+	ProgramFlag string
+	// ImageFiles are the suffixes of the image files the runtime reads (.sqsh, .sif). An
+	// image that is such a file (see ImageFile) is checked to exist at submission.
+	ImageFiles []string
+}
+
+// ImageFile says whether image is a file that must exist where the jobs run, rather
+// than a reference the runtime resolves (docker://..., nvcr.io#nvidia/..., a name in a
+// local image store): a path (absolute, or from ~ or $HOME) or a name with one of the
+// runtime's image file suffixes, for a runtime that reads image files.
+func ImageFile(c Capabilities, image string) bool {
+	if len(c.ImageFiles) == 0 || image == "" || strings.Contains(image, "://") || strings.Contains(image, "#") {
+		return false
+	}
+	if _, home := homepath.Split(image); home || strings.HasPrefix(image, "/") || strings.HasPrefix(image, "./") {
+		return true
+	}
+	for _, suffix := range c.ImageFiles {
+		if strings.HasSuffix(image, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // GPUAccess is how a runtime gives the command the job's GPUs.
@@ -71,8 +99,13 @@ const (
 	// host's CUDA_VISIBLE_DEVICES comes in with the environment (apptainer, singularity).
 	GPUNvFlag
 	// GPUDevicesFlag: --gpus names the devices, from CUDA_VISIBLE_DEVICES expanded on the
-	// node (docker's device= list, podman's CDI devices); without it, every GPU.
+	// node (docker's device= list, through the NVIDIA Container Toolkit); without it,
+	// every GPU.
 	GPUDevicesFlag
+	// GPUCDI: --device nvidia.com/gpu=all, a CDI device (podman: its --gpus adds no
+	// devices before podman 5.0); the job's CUDA_VISIBLE_DEVICES comes in with -e and
+	// picks the granted ones. Needs a CDI spec (nvidia-ctk cdi generate) where it runs.
+	GPUCDI
 )
 
 // SignalPath is how a signal sent to the launch line's process reaches the command.
@@ -106,6 +139,24 @@ type Launch struct {
 	Env []string
 	// Argv is the command to run, inside the container when there is one.
 	Argv []string
+	// Name, when set, names the container (docker, podman), so that the job script can
+	// signal it and remove it: see ContainerName.
+	Name Word
+}
+
+// ContainerName is the name of the container of one job of a run's stage:
+// hpctl-RUN-STAGE-JOBID, the job id expanded on the node from HPCTL_JOB_ID (which the job
+// script sets), so that a requeued job's container has the same name and two jobs never
+// share one. Characters a container name cannot hold become '-'.
+func ContainerName(runID, stage string) Word {
+	b := []byte("hpctl-" + runID + "-" + stage + "-")
+	for i, c := range b {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+		if !ok {
+			b[i] = '-'
+		}
+	}
+	return Concat(Lit(string(b)), expansion(`"$HPCTL_JOB_ID"`))
 }
 
 // Mount makes Source on the node visible at Target. Options are the runtime's (ro, rw).

@@ -3,6 +3,7 @@ package containers
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -31,12 +32,15 @@ func launch() Launch {
 // package's tests register one more, from a test file.
 var builtin = map[string]Capabilities{
 	"pyxis": {NeedsImage: true, NeedsSrun: true, MountForbidden: ",:", MountListSeparator: ",",
-		GPUs: GPUInherit, Signals: SignalDirect},
-	"apptainer":   {NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect},
-	"singularity": {NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect},
-	"docker":      {NeedsImage: true, MountForbidden: ":", GPUs: GPUDevicesFlag, Signals: SignalViaCLI},
-	"podman":      {NeedsImage: true, MountForbidden: ":", GPUs: GPUDevicesFlag, Signals: SignalViaCLI},
-	"none":        {GPUs: GPUInherit, Signals: SignalDirect},
+		GPUs: GPUInherit, Signals: SignalDirect, Program: "srun", ProgramFlag: "--container-image",
+		ImageFiles: []string{".sqsh", ".squashfs", ".sqfs"}},
+	"apptainer": {NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect,
+		Program: "apptainer", ImageFiles: []string{".sif", ".simg", ".img"}},
+	"singularity": {NeedsImage: true, MountForbidden: ",:", MountListSeparator: ",", GPUs: GPUNvFlag, Signals: SignalDirect,
+		Program: "singularity", ImageFiles: []string{".sif", ".simg", ".img"}},
+	"docker": {NeedsImage: true, MountForbidden: ":", GPUs: GPUDevicesFlag, Signals: SignalViaCLI, Program: "docker"},
+	"podman": {NeedsImage: true, MountForbidden: ":", GPUs: GPUCDI, Signals: SignalViaCLI, Program: "podman"},
+	"none":   {GPUs: GPUInherit, Signals: SignalDirect},
 }
 
 func TestEveryRuntimeIsRegistered(t *testing.T) {
@@ -48,7 +52,7 @@ func TestEveryRuntimeIsRegistered(t *testing.T) {
 		if r.Name() != name {
 			t.Errorf("Lookup(%q).Name() = %q", name, r.Name())
 		}
-		if got := r.Capabilities(); got != want {
+		if got := r.Capabilities(); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: capabilities %+v, want %+v", name, got, want)
 		}
 	}
@@ -77,7 +81,8 @@ func TestCapabilitiesMatchCommand(t *testing.T) {
 			words = append(words, w.String())
 		}
 		has := func(s string) bool { return slices.Contains(words, s) }
-		if has("--nv") != (c.GPUs == GPUNvFlag) || has("--gpus") != (c.GPUs == GPUDevicesFlag) {
+		if has("--nv") != (c.GPUs == GPUNvFlag) || has("--gpus") != (c.GPUs == GPUDevicesFlag) ||
+			has("nvidia.com/gpu=all") != (c.GPUs == GPUCDI) {
 			t.Errorf("%s declares GPUs %d but its line is %v", name, c.GPUs, words)
 		}
 		if has("--init") != (c.Signals == SignalViaCLI) {
@@ -89,7 +94,7 @@ func TestCapabilitiesMatchCommand(t *testing.T) {
 		l.GPUs = 0
 		ws, _ = r.Command(l)
 		for _, w := range ws {
-			if s := w.String(); s == "--nv" || s == "--gpus" {
+			if s := w.String(); s == "--nv" || s == "--gpus" || s == "nvidia.com/gpu=all" {
 				t.Errorf("%s: %s without GPUs", name, s)
 			}
 		}
@@ -144,14 +149,21 @@ func TestCommand(t *testing.T) {
 		{"singularity", func(l *Launch) { l.GPUs = 0; l.Mounts = nil; l.Image = "/img/tf.sif" },
 			`singularity exec --bind '/home/u/runs/r 1:/home/u/runs/r 1' --pwd '/home/u/runs/r 1' /img/tf.sif ` + argv},
 		{"docker", func(l *Launch) { l.Image = "nvcr.io/nvidia/tensorflow:22.02-tf2-py3" },
-			`docker run --rm --init --gpus "\"device=${CUDA_VISIBLE_DEVICES:-all}\"" --user "$(id -u):$(id -g)" ` +
+			`docker run --rm --init --network host --gpus "\"device=${CUDA_VISIBLE_DEVICES:-all}\"" --user "$(id -u):$(id -g)" ` +
 				`-e HPCTL_RUN_DIR -e HPCTL_STAGE -v '/home/u/runs/r 1:/home/u/runs/r 1' -v "$HOME"/data:/data:ro ` +
 				`-v /scratch:/scratch -w '/home/u/runs/r 1' nvcr.io/nvidia/tensorflow:22.02-tf2-py3 ` + argv},
 		{"podman", func(l *Launch) { l.Image = "tf"; l.Mounts = nil; l.Env = nil },
-			`podman run --rm --init --gpus "${CUDA_VISIBLE_DEVICES:-all}" --userns=keep-id ` +
+			`podman run --rm --init --network host --device nvidia.com/gpu=all ` +
+				`-e CUDA_VISIBLE_DEVICES ` +
+				`-v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
+		{"podman", func(l *Launch) {
+			l.Image, l.Mounts, l.Env, l.GPUs = "tf", nil, nil, 0
+			l.Name = ContainerName("exp 1/x", "frozen")
+		},
+			`podman run --rm --init --network host --name hpctl-exp-1-x-frozen-"$HPCTL_JOB_ID" ` +
 				`-v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
 		{"docker", func(l *Launch) { l.Image = "tf"; l.Mounts = nil; l.Env = nil; l.GPUs = 0 },
-			`docker run --rm --init --user "$(id -u):$(id -g)" -v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
+			`docker run --rm --init --network host --user "$(id -u):$(id -g)" -v '/home/u/runs/r 1:/home/u/runs/r 1' -w '/home/u/runs/r 1' tf ` + argv},
 		{"none", nil, argv},
 	}
 	for _, tt := range tests {
@@ -176,10 +188,10 @@ func TestCommand(t *testing.T) {
 // TestHostileLaunch: whatever a spec puts in a launch, no Expansion part carries it.
 func TestHostileLaunch(t *testing.T) {
 	const h = "x$(touch PWNED)`id`'\"*"
-	allowed := []string{dockerGPUs, podmanGPUs, dockerUser}
+	allowed := []string{dockerGPUs, dockerUser, `"$HPCTL_JOB_ID"`}
 	for _, name := range Names() {
 		r, _ := Lookup(name)
-		l := Launch{Image: h, RunDir: "/r/" + h, Mounts: []Mount{{Source: "/" + h, Target: h}}, GPUs: 2,
+		l := Launch{Image: h, RunDir: "/r/" + h, Mounts: []Mount{{Source: "/" + h, Target: h}}, GPUs: 2, Name: ContainerName(h, h),
 			Env: []string{"HPCTL_STAGE"}, Argv: []string{h, h}}
 		ws, err := r.Command(l)
 		if err != nil {
@@ -258,5 +270,30 @@ func TestWordShell(t *testing.T) {
 	}
 	if _, err := ParseMount("a"); err == nil {
 		t.Error("ParseMount(a) succeeded")
+	}
+}
+
+func TestImageFile(t *testing.T) {
+	pyxis, _ := Lookup("pyxis")
+	app, _ := Lookup("apptainer")
+	dock, _ := Lookup("docker")
+	for _, tt := range []struct {
+		c     Capabilities
+		image string
+		want  bool
+	}{
+		{pyxis.Capabilities(), "/img/tf.sqsh", true},
+		{pyxis.Capabilities(), "~/tf.sqsh", true},
+		{pyxis.Capabilities(), "tf.sqsh", true},
+		{pyxis.Capabilities(), "nvcr.io#nvidia/tensorflow:22.02-tf2-py3", false},
+		{pyxis.Capabilities(), "ubuntu:22.04", false},
+		{app.Capabilities(), "$HOME/tf.sif", true},
+		{app.Capabilities(), "docker://nvcr.io/nvidia/tensorflow:22.02-tf2-py3", false},
+		{app.Capabilities(), "library://alpine", false},
+		{dock.Capabilities(), "/img/tf.tar", false},
+	} {
+		if got := ImageFile(tt.c, tt.image); got != tt.want {
+			t.Errorf("ImageFile(%s, %q) = %v", tt.c.Program, tt.image, got)
+		}
 	}
 }

@@ -117,6 +117,7 @@ type cli struct {
 	sshConfig string // HPCTL_SSH_CONFIG, once useSSH set it
 	ctl       string // HPCTL_CONTROL_DIR
 	calls     int    // hpctl processes run
+	asUser    string // run hpctl as this user (runuser), "" as the test's
 }
 
 func newCLI(t *testing.T) *cli {
@@ -164,6 +165,10 @@ func (c *cli) run(t *testing.T, args ...string) (stdout, stderr string, code int
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, args...)
+	if c.asUser != "" {
+		// runuser keeps the environment it is given (cmd.Env below).
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", c.asUser, "--", c.bin}, args...)...)
+	}
 	cmd.Env = c.env
 	cmd.Dir = c.dir
 	cmd.WaitDelay = 5 * time.Second

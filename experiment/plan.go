@@ -84,6 +84,9 @@ type Plan struct {
 	SpecHash string
 	// DataChecks are the data folders to check on the cluster.
 	DataChecks []DataCheck
+	// RuntimePos and ImagePos are where container.runtime and container.image are set
+	// (or would be), for what the cluster says about the runtime and its image.
+	RuntimePos, ImagePos Pos
 	// InitChecks are the stages' init_from checkpoints outside the run (a path, or
 	// RUN:STAGE), to check (and resolve) on the cluster.
 	InitChecks []InitCheck
@@ -174,6 +177,7 @@ func (l *Loaded) Plan(home, base, runID string) (*Plan, error) {
 	for i := range p.DataChecks {
 		p.DataChecks[i].Pos = l.PosOf(p.DataChecks[i].Key)
 	}
+	p.RuntimePos, p.ImagePos = l.PosOf("container.runtime"), l.PosOf("container.image")
 	for i := range p.Stages {
 		for f, k := range p.Stages[i].ResourceKeys {
 			k.Pos, k.Set = l.PosOf(k.Key), l.Has(k.Key)

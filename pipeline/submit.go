@@ -5,15 +5,12 @@
 package pipeline
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -87,13 +84,15 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 	}
 	spec := plan.Spec
-	if err := checkData(ctx, t, plan, initProblems...); err != nil {
+	runtimeWarnings, err := checkCluster(ctx, t, plan, opts.DryRun, initProblems...)
+	if err != nil {
 		return nil, err
 	}
 	// Before anything is staged or queued, and in a dry run too: a stage that asks for
 	// more than the cluster has would otherwise wait forever or be refused by sbatch
 	// after the stages before it were queued.
 	pf, warnings, err := preflight(ctx, ex, plan)
+	warnings = append(runtimeWarnings, warnings...)
 	if err != nil {
 		return &Submission{Plan: plan, Warnings: warnings}, err
 	}
@@ -344,75 +343,6 @@ func hostOf(t transport.Transport) string {
 		return h
 	}
 	return ""
-}
-
-// checkDataScript prints, for each argument, "missing", "notdir" or the number of
-// non-hidden subdirectories (class folders). The paths arrive as arguments, never inside
-// the script text, so no quoting of user input is involved.
-const checkDataScript = `for d in "$@"; do
-	if [ ! -e "$d" ]; then echo missing; continue; fi
-	if [ ! -d "$d" ]; then echo notdir; continue; fi
-	n=0
-	for c in "$d"/*/; do [ -d "$c" ] && n=$((n+1)); done
-	echo "$n"
-done`
-
-// checkData checks on the cluster, in one command, that data.train and data.val exist
-// and each holds at least two class folders. It reports each problem at the spec
-// position the plan recorded for it, as validation does: the data exists on the cluster,
-// so this is where it is checked.
-func checkData(ctx context.Context, t transport.Transport, p *experiment.Plan, more ...experiment.Problem) error {
-	problems, err := dataProblems(ctx, t, p.DataChecks)
-	if err != nil || len(problems)+len(more) == 0 {
-		return err
-	}
-	se := &experiment.SpecError{Problems: more}
-	for _, pr := range problems {
-		se.Problems = append(se.Problems, experiment.Problem{File: p.SpecFile, Pos: pr.check.Pos, Msg: pr.check.Key + ": " + pr.msg})
-	}
-	return se
-}
-
-type dataProblem struct {
-	check experiment.DataCheck
-	msg   string
-}
-
-func dataProblems(ctx context.Context, t transport.Transport, checks []experiment.DataCheck) ([]dataProblem, error) {
-	paths := make([]string, len(checks))
-	for i, c := range checks {
-		paths[i] = c.Path
-	}
-	res, err := t.Run(ctx, append([]string{"sh", "-c", checkDataScript, "sh"}, paths...), nil)
-	if err != nil {
-		return nil, fmt.Errorf("check the data folders on the cluster: %w", err)
-	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("check the data folders on the cluster: exit %d: %s", res.ExitCode, strings.TrimSpace(string(res.Stderr)))
-	}
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(res.Stdout))
-	for sc.Scan() {
-		lines = append(lines, strings.TrimSpace(sc.Text()))
-	}
-	if len(lines) != len(paths) {
-		return nil, fmt.Errorf("check the data folders on the cluster: unexpected answer %q", res.Stdout)
-	}
-	var problems []dataProblem
-	for i, l := range lines {
-		switch l {
-		case "missing":
-			problems = append(problems, dataProblem{checks[i], paths[i] + " does not exist on the cluster"})
-		case "notdir":
-			problems = append(problems, dataProblem{checks[i], paths[i] + " is not a directory"})
-		default:
-			n, _ := strconv.Atoi(l)
-			if n < 2 {
-				problems = append(problems, dataProblem{checks[i], fmt.Sprintf("%s holds %d class folder(s); it needs at least two (one folder of images per class)", paths[i], n)})
-			}
-		}
-	}
-	return problems, nil
 }
 
 // backbones is the run's backbone, or a sweep's distinct backbones in trial order.

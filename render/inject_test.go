@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hpctl/hpctl/containers"
 	"github.com/hpctl/hpctl/experiment"
 )
 
@@ -163,6 +164,16 @@ func runHostile(t *testing.T, l *experiment.Loaded, runtime string) {
 		var got [][]string
 		for _, r := range records(t, argvDir) {
 			got = append(got, r...)
+		}
+		if rt, _ := containers.Lookup(p.Spec.Container.Runtime); rt.Capabilities().Signals == containers.SignalViaCLI && len(got) == 2 {
+			// The job script removes the named container on exit, whatever ended it.
+			name := containers.ContainerName(p.RunID, st.Name).String()
+			name = strings.ReplaceAll(name, "$HPCTL_JOB_ID", "job-1")
+			name = strings.ReplaceAll(name, `"`, "")
+			if rm := []string{rt.Capabilities().Program, "rm", "-f", "--", name}; !slices.Equal(got[1], rm) {
+				t.Fatalf("stage %s: second launcher call %q, want %q", st.Name, got[1], rm)
+			}
+			got = got[:1]
 		}
 		if len(got) != 1 || !slices.Equal(got[0], want) {
 			t.Fatalf("stage %s: launcher calls\n got %q\nwant %q", st.Name, got, want)

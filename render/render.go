@@ -114,6 +114,9 @@ func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 	}
 	data := struct {
 		RunID, RunDir, Stage, JobName, Runtime, LogOut, LogErr, Launch string
+		// Container is the container's name (shell text) for a runtime whose client only
+		// forwards signals (docker, podman), and Program that client.
+		Container, Program string
 		// Sweep: the script serves every trial, as one array job; TrialsDir holds them.
 		Sweep     bool
 		TrialsDir string
@@ -129,6 +132,10 @@ func Script(p *experiment.Plan, st experiment.PlannedStage) ([]byte, error) {
 		StagesDir: experiment.StagesDir, MarkerDir: experiment.MarkerDir, LogsDir: experiment.LogsDir,
 		Started: experiment.StartedMarker, Finished: experiment.FinishedMarker,
 		Sweep: p.Trials != nil, TrialsDir: experiment.TrialsDir,
+	}
+	if rt, err := containers.Lookup(p.Spec.Container.Runtime); err == nil && rt.Capabilities().Signals == containers.SignalViaCLI {
+		data.Container = containers.ContainerName(p.RunID, st.Name).Shell()
+		data.Program = rt.Capabilities().Program
 	}
 	if data.Sweep {
 		data.LogOut = experiment.ArrayLogPattern(p.RunDir, "out")
@@ -158,6 +165,9 @@ func LaunchWords(p *experiment.Plan, st experiment.PlannedStage) ([]containers.W
 		GPUs:   st.Resources.GPUs,
 		Env:    []string{"HPCTL_RUN_DIR", "HPCTL_STAGE", "HPCTL_JOB_ID", "HPCTL_ATTEMPT"},
 		Argv:   st.Command,
+	}
+	if rt.Capabilities().Signals == containers.SignalViaCLI {
+		l.Name = containers.ContainerName(p.RunID, st.Name)
 	}
 	if p.Trials != nil {
 		l.Env = append(l.Env, "HPCTL_TRIAL", "HPCTL_TRIAL_DIR")

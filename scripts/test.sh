@@ -7,6 +7,8 @@
 #   - a real single-node Slurm cluster with accounting (scripts/slurm-up.sh)
 #   - a second, two-node Slurm cluster on the same host (scripts/slurm-up-2nodes.sh)
 #   - a real OpenSSH server on 127.0.0.1:2222 (scripts/sshd-up.sh)
+#   - podman (rootful and rootless), dockerd and the trainer's image built without a
+#     registry (scripts/containers-up.sh)
 #   - TensorFlow virtual environments: 2.7 on CPython 3.8 (the NVIDIA 22.02 container's;
 #     the interpreter comes from pyenv), 2.15 (Keras 2) and current (Keras 3)
 # then gofmt, go vet (also cross-compiled for macOS and arm64), staticcheck, go test ./...
@@ -36,6 +38,10 @@ step "two-node Slurm test cluster (a separate instance, for slurm.nodes > 1)"
 scripts/slurm-up-2nodes.sh
 step "sshd on 127.0.0.1"
 scripts/sshd-up.sh
+step "container runtimes: podman (rootful, rootless), dockerd, the trainer's image"
+# The image's root file system is built once (about 2 minutes) and cached in
+# /var/cache/hpctl-test; later runs only import it where it is missing.
+scripts/containers-up.sh
 
 step "TensorFlow environments"
 scripts/trainer-venv.sh tf27
@@ -65,6 +71,7 @@ step "go test ./..."
 # The integration tests skip without a cluster, an sshd or TensorFlow unless told that
 # they must run: here they must.
 export HPCTL_REQUIRE_SLURM=1 HPCTL_REQUIRE_SLURM2=1 HPCTL_REQUIRE_SSH=1 HPCTL_REQUIRE_TOOLS=1 HPCTL_REQUIRE_TF=1
+export HPCTL_REQUIRE_CONTAINERS=1
 export HPCTL_TEST_PYTHON="$PWD/.venv-tfcur/bin/python"
 go test -p 1 -timeout 30m ./...
 
