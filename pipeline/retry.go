@@ -209,7 +209,7 @@ func waitJobsEnded(ctx context.Context, ex jobs.Executor, ids []string, limit ti
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the cancelled jobs %s of an interrupted retry have not ended after %s", strings.Join(live, " "), limit)
+			return fmt.Errorf("the cancelled jobs %s have not ended after %s", strings.Join(live, " "), limit)
 		}
 		select {
 		case <-ctx.Done():

@@ -280,6 +280,11 @@ func refused(ctx context.Context, t transport.Transport, ex jobs.Executor, reg r
 			return abandon(ctx, ex, reg, run, queued, cause)
 		}
 		done = append(done, "the jobs already queued ("+strings.Join(queued, " ")+") were cancelled")
+		// A cancelled job that had already started may still be writing its markers and
+		// log into the run directory: removing it before the job has ended races them.
+		if err := waitJobsEnded(cctx, ex, queued, cancelSettle); err != nil {
+			done = append(done, fmt.Sprintf("waiting for them to end: %v", err))
+		}
 	}
 	if err := reg.Delete(cctx, run.ID); err != nil {
 		// Still recorded: say it as it is, failed, with the reason.
