@@ -121,12 +121,48 @@ netns = "host"
 runtime = "runc"
 CONF
 chown "$rl_user:" "$rl_home/.config/containers/containers.conf"
+# The rootless run directory lives in /tmp (runuser opens no login session, so there is no
+# XDG_RUNTIME_DIR) and outlives the processes it records: after a restart or a killed test
+# run, podman still believes a container runs and refuses every command ("invalid internal
+# status ... podman system migrate"). Its own remedy, then the user's stale containers go:
+# this user exists for the tests alone.
+if ! runuser -u "$rl_user" -- podman info >/dev/null 2>"$state/rootless-info.err"; then
+	if grep -q 'podman system migrate' "$state/rootless-info.err"; then
+		log "rootless podman state of $rl_user is stale: podman system migrate"
+		# It exits 125 when it cannot stop a container whose conmon is gone, yet resets the
+		# pause process: the second `podman info` below judges.
+		runuser -u "$rl_user" -- podman system migrate >&2 || true
+		# A container podman still thought running fails its first removal (no exit file
+		# comes from a dead conmon) and is marked exited by it; the second one removes it.
+		# Left over, they cost only disk (a copy of the image each), so failing is no stop.
+		for _ in 1 2; do
+			runuser -u "$rl_user" -- podman rm --force --time 0 --all >/dev/null 2>&1 && break
+		done || log "some stale containers of $rl_user remain: runuser -u $rl_user -- podman rm -f --all"
+	fi
+	runuser -u "$rl_user" -- podman info >/dev/null 2>"$state/rootless-info.err" ||
+		{ cat "$state/rootless-info.err" >&2; echo "$0: rootless podman for $rl_user does not work" >&2; exit 1; }
+fi
 import_if_stale runuser -u "$rl_user" -- podman
+
+# clear_stale_pidfile FILE NAME: remove FILE unless the process it names is a NAME.
+clear_stale_pidfile() {
+	local pid
+	pid=$(cat "$1" 2>/dev/null) || return 0
+	if [[ $(cat "/proc/$pid/comm" 2>/dev/null) != "$2" ]]; then
+		log "removing the stale pid file $1 (pid $pid is no $2)"
+		rm -f "$1"
+	fi
+}
 
 if ((docker)); then
 	if ! docker version >/dev/null 2>&1; then
 		log "starting dockerd"
 		mkdir -p "$state/docker" /run/hpctl-docker
+		# A killed dockerd leaves its pid file and its containerd's; dockerd refuses to start
+		# while the first pid lives and waits for a containerd that is not there while the
+		# second does, and after a restart either may be any other process's.
+		clear_stale_pidfile /run/hpctl-docker/dockerd.pid dockerd
+		clear_stale_pidfile /run/hpctl-docker/containerd/containerd.pid containerd
 		setsid dockerd --iptables=false --ip6tables=false --bridge=none \
 			--data-root "$state/docker" --exec-root /run/hpctl-docker \
 			-H unix:///var/run/docker.sock --pidfile /run/hpctl-docker/dockerd.pid \
