@@ -146,14 +146,14 @@ if [ "$CONF_CHANGED" -eq 1 ]; then
 	stop_pidfile slurmctld "$S/run/slurmctld.pid" 30
 fi
 
-if ! pid_alive "$S/run/slurmctld.pid" || ! ctld2_up; then
+if ! pid_alive "$S/run/slurmctld.pid" slurmctld || ! ctld2_up; then
 	log "starting slurmctld (port $PORT)"
 	setsid slurmctld -f "$CONF" </dev/null >>"$S/log/slurmctld.out" 2>&1
 	wait_for 60 slurmctld ctld2_up || die "slurmctld did not come up; see $S/log/slurmctld.log"
 fi
 for n in "${NODES[@]}"; do
 	mkdir -p "$S/spool/$n"
-	if ! pid_alive "$S/run/slurmd-$n.pid"; then
+	if ! pid_alive "$S/run/slurmd-$n.pid" slurmd; then
 		log "starting slurmd $n"
 		setsid slurmd -f "$CONF" -N "$n" </dev/null >>"$S/log/slurmd-$n.out" 2>&1
 	fi

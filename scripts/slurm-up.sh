@@ -214,7 +214,7 @@ StorageLoc=$DB_NAME
 EOF
 	[ "$DBD_CHANGED" -eq 1 ] && stop_pidfile slurmdbd "$dbd_pidfile"
 	dbd_ok() { sacctmgr -n -P list cluster format=cluster; }
-	if ! pid_alive "$dbd_pidfile" || ! dbd_ok >/dev/null 2>&1; then
+	if ! pid_alive "$dbd_pidfile" slurmdbd || ! dbd_ok >/dev/null 2>&1; then
 		stop_pidfile slurmdbd "$dbd_pidfile"
 		log "starting slurmdbd"
 		setsid slurmdbd </dev/null >>"$S/log/slurmdbd.out" 2>&1
@@ -231,7 +231,7 @@ fi
 
 # --- slurmctld, slurmd -----------------------------------------------------------------
 start_slurmctld
-if ! pid_alive "$S/run/slurmd.pid"; then
+if ! pid_alive "$S/run/slurmd.pid" slurmd; then
 	log "starting slurmd"
 	setsid slurmd </dev/null >>"$S/log/slurmd.out" 2>&1
 fi

@@ -80,7 +80,7 @@ EOF
 if [ "$SSHD_CHANGED" -eq 1 ]; then
 	stop_pidfile sshd "$S/sshd.pid"
 fi
-if ! pid_alive "$S/sshd.pid"; then
+if ! pid_alive "$S/sshd.pid" sshd; then
 	log "starting sshd on 127.0.0.1:$PORT"
 	/usr/sbin/sshd -f "$S/sshd_config" -E "$S/sshd.log" </dev/null >/dev/null 2>&1
 fi

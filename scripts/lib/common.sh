@@ -52,18 +52,21 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-# pid_alive PIDFILE: true when the pid file names a running process.
+# pid_alive PIDFILE COMM: true when the pid file names a running process called COMM.
+# The name matters: a pid file outlives a restart or a kill -9, and its pid may by then be
+# any other process's, which must neither pass for the daemon nor be killed as it.
 pid_alive() {
 	local pid
 	[ -s "$1" ] || return 1
 	pid=$(cat "$1")
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+	[[ $pid =~ ^[0-9]+$ ]] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 
-# stop_pidfile NAME PIDFILE [SECONDS]: SIGTERM the process, wait, then SIGKILL.
+# stop_pidfile NAME PIDFILE [SECONDS]: SIGTERM the process, wait, then SIGKILL. NAME's
+# first word is the daemon's process name ("slurmd n1": slurmd).
 stop_pidfile() {
 	local name=$1 pidfile=$2 secs=${3:-20} pid i
-	if ! pid_alive "$pidfile"; then
+	if ! pid_alive "$pidfile" "${name%% *}"; then
 		rm -f "$pidfile"
 		return 0
 	fi
@@ -118,7 +121,7 @@ ctld_pidfile() { echo "$HPCTL_SLURM_STATE/run/slurmctld.pid"; }
 ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
 start_slurmctld() {
-	if pid_alive "$(ctld_pidfile)" && ctld_up; then
+	if pid_alive "$(ctld_pidfile)" slurmctld && ctld_up; then
 		return 0
 	fi
 	log "starting slurmctld"
