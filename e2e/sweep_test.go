@@ -12,6 +12,7 @@ import (
 
 	"github.com/hpctl/hpctl/internal/testenv"
 	"github.com/hpctl/hpctl/jobs"
+	"github.com/hpctl/hpctl/pipeline/results"
 )
 
 // TestSweepEndToEnd: a 2x2 sweep (fine-tune learning rate x seed) of the two-stage
@@ -126,6 +127,11 @@ func TestSweepEndToEnd(t *testing.T) {
 	defer pf.Close()
 	if _, err := png.Decode(pf); err != nil {
 		t.Errorf("plot %s does not decode: %v", f.Plot, err)
+	}
+	if f.PlotSVG != filepath.Join(f.Dir, results.SweepPlotSVGFile) {
+		t.Errorf("svg plot %q, want %s", f.PlotSVG, filepath.Join(f.Dir, results.SweepPlotSVGFile))
+	} else if b, err := os.ReadFile(f.PlotSVG); err != nil || !strings.Contains(string(b), "best val accuracy by ") {
+		t.Errorf("%s: %v, or no score panel", f.PlotSVG, err)
 	}
 	if b, err := os.ReadFile(f.Report); err != nil || !strings.Contains(string(b), "## Leaderboard") {
 		t.Errorf("report.md: %v", err)

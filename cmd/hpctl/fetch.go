@@ -38,7 +38,8 @@ the job logs, and the best checkpoint of each stage. The trainer program and the
 state stay on the cluster. Then prints a summary per stage and writes the learning curves
 (learning-curves.png and the same figure as learning-curves.svg: title with the run,
 backbone and learning rates, loss on a log axis when it spans decades, each stage's kept
-checkpoint ringed), report.md and summary.json next to the files.
+checkpoint ringed), report.md and summary.json next to the files. A sweep gets a
+leaderboard and its comparison plot instead (sweep.png and sweep.svg).
 
 The copy is incremental and resumable (rsync where installed): fetching an unchanged run
 again copies nothing, an interrupted fetch leaves no half-written file under its final

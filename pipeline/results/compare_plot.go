@@ -54,7 +54,7 @@ func ComparePlot(ctx context.Context, c *Compared) (png, svg []byte, err error) 
 				return
 			}
 		}
-		done <- result{png: out[0].Bytes(), svg: out[1].Bytes()}
+		done <- result{png: out[0].Bytes(), svg: svgFallbackFonts(out[1].Bytes())}
 	}()
 	select {
 	case r := <-done:
@@ -66,6 +66,7 @@ func ComparePlot(ctx context.Context, c *Compared) (png, svg []byte, err error) 
 
 func compareCurves(c *Compared) (*plot.Plot, error) {
 	p := plot.New()
+	sansFonts(p)
 	p.Title.Text = "Validation accuracy"
 	p.X.Label.Text = "epoch (all stages)"
 	p.Y.Label.Text = "validation accuracy"

@@ -189,11 +189,30 @@ func drawFigures(info CurveInfo, stages []StageSummary) (*Figures, error) {
 	if _, err := svg.WriteTo(&sb); err != nil {
 		return nil, err
 	}
-	// gonum names the one family; text it writes is HTML-escaped, so this quoted
-	// attribute start is never text.
-	b := bytes.ReplaceAll(sb.Bytes(), []byte(`"font-family:Liberation Sans;`),
+	return &Figures{PNG: pb.Bytes(), SVG: svgFallbackFonts(sb.Bytes())}, nil
+}
+
+// svgFallbackFonts lets a viewer without Liberation Sans use a sans of its own rather than
+// its default serif. gonum names the one family; text it writes is HTML-escaped, so this
+// quoted attribute start is never text.
+func svgFallbackFonts(svg []byte) []byte {
+	return bytes.ReplaceAll(svg, []byte(`"font-family:Liberation Sans;`),
 		[]byte(`"font-family:'Liberation Sans',Arial,Helvetica,sans-serif;`))
-	return &Figures{PNG: pb.Bytes(), SVG: b}, nil
+}
+
+// sansFonts sets a gonum plot's title, axes and legend in the figures' sans face and the
+// learning curves' sizes (gonum's default is a small serif), keeping gonum's alignments.
+func sansFonts(p *plot.Plot) {
+	bold := sans
+	bold.Weight = stdfont.WeightBold
+	p.Title.TextStyle.Font = font.From(bold, subtitleSize)
+	for _, ax := range []*plot.Axis{&p.X, &p.Y} {
+		ax.Label.TextStyle.Font = font.From(sans, labelSize)
+		ax.Tick.Label.Font = font.From(sans, tickSize)
+	}
+	p.Legend.TextStyle.Font = font.From(sans, legendSize)
+	// gonum spaces legend rows by the thumbnail's height, which this type outgrows.
+	p.Legend.Padding = legendSize / 3
 }
 
 func textStyle(size vg.Length, bold bool, col color.Color) draw.TextStyle {

@@ -314,23 +314,10 @@ func (fig figure) textStrings() []string {
 	return s
 }
 
-// checkLayout: no two texts overlap, every text is on the page and in Liberation Sans
-// (with sans-serif fallbacks), and no stage label touches a panel's data area.
+// checkLayout: checkTexts, and no stage label touches a panel's data area.
 func checkLayout(t *testing.T, fig figure, stageNames []string) {
 	t.Helper()
-	for i, a := range fig.texts {
-		if !strings.Contains(styleValue(a.style, "font-family"), "Liberation Sans") || !strings.Contains(a.style, "sans-serif") {
-			t.Errorf("text %q is in %q", a.text, styleValue(a.style, "font-family"))
-		}
-		if a.box.x0 < 0 || a.box.y0 < 0 || a.box.x1 > fig.width || a.box.y1 > fig.height {
-			t.Errorf("text %q %v is off the %gx%g page", a.text, a.box, fig.width, fig.height)
-		}
-		for _, b := range fig.texts[i+1:] {
-			if a.box.overlaps(b.box, 0.25) {
-				t.Errorf("texts overlap: %q %v and %q %v", a.text, a.box, b.text, b.box)
-			}
-		}
-	}
+	checkTexts(t, fig)
 	panels := fig.panels(t)
 	for _, name := range stageNames {
 		found := false
@@ -347,6 +334,25 @@ func checkLayout(t *testing.T, fig figure, stageNames []string) {
 		}
 		if !found && len(stageNames) <= 3 {
 			t.Errorf("no stage label %q among %q", name, fig.textStrings())
+		}
+	}
+}
+
+// checkTexts: no two texts overlap, every text is on the page and in Liberation Sans
+// (with sans-serif fallbacks).
+func checkTexts(t *testing.T, fig figure) {
+	t.Helper()
+	for i, a := range fig.texts {
+		if !strings.Contains(styleValue(a.style, "font-family"), "Liberation Sans") || !strings.Contains(a.style, "sans-serif") {
+			t.Errorf("text %q is in %q", a.text, styleValue(a.style, "font-family"))
+		}
+		if a.box.x0 < 0 || a.box.y0 < 0 || a.box.x1 > fig.width || a.box.y1 > fig.height {
+			t.Errorf("text %q %v is off the %gx%g page", a.text, a.box, fig.width, fig.height)
+		}
+		for _, b := range fig.texts[i+1:] {
+			if a.box.overlaps(b.box, 0.25) {
+				t.Errorf("texts overlap: %q %v and %q %v", a.text, a.box, b.text, b.box)
+			}
 		}
 	}
 }

@@ -78,7 +78,7 @@ type Fetched struct {
 	BestTrial *int          `json:"best_trial,omitempty"`
 	SweepKeys []string      `json:"sweep_keys,omitempty"`
 	Plot      string        `json:"plot,omitempty"`
-	// PlotSVG is the learning curves as SVG, beside Plot (a sweep's plot has none).
+	// PlotSVG is the same figure as Plot, as SVG, beside it.
 	PlotSVG string `json:"plot_svg,omitempty"`
 	// PlotError says why there is no plot although epochs have finished (gonum/plot
 	// failed on these numbers); the summary and report are written all the same.
@@ -173,12 +173,12 @@ func Summarize(dir string, run registry.Run) (*Fetched, error) {
 // leaderboard report.
 func (f *Fetched) write(ctx context.Context) error {
 	f.Plot, f.PlotSVG, f.PlotError = "", "", ""
-	plotFile, report := PlotFile, Report
+	plotFile, svgFile, report := PlotFile, PlotSVGFile, Report
 	var png, svg []byte
 	var err error
 	if f.Trials != nil {
-		plotFile, report = SweepPlotFile, sweepReport
-		png, err = SweepPlot(f)
+		plotFile, svgFile, report = SweepPlotFile, SweepPlotSVGFile, sweepReport
+		png, svg, err = SweepPlot(f)
 	} else {
 		var fig *Figures
 		if fig, err = Plot(ctx, ReadCurveInfo(f.Dir, f.RunID), f.Stages); fig != nil {
@@ -195,7 +195,7 @@ func (f *Fetched) write(ctx context.Context) error {
 	case png != nil:
 		f.Plot = filepath.Join(f.Dir, plotFile)
 		if svg != nil {
-			f.PlotSVG = filepath.Join(f.Dir, PlotSVGFile)
+			f.PlotSVG = filepath.Join(f.Dir, svgFile)
 		}
 	}
 	f.Report = filepath.Join(f.Dir, ReportFile)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image/color"
+	"math"
 	"path"
 	"path/filepath"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/hpctl/hpctl/experiment"
 	"github.com/hpctl/hpctl/internal/errkind"
@@ -26,8 +28,11 @@ import (
 	"github.com/hpctl/hpctl/transport"
 )
 
-// SweepPlotFile is a sweep's comparison plot.
-const SweepPlotFile = "sweep.png"
+// SweepPlotFile is a sweep's comparison plot, SweepPlotSVGFile the same figure as SVG.
+const (
+	SweepPlotFile    = "sweep.png"
+	SweepPlotSVGFile = "sweep.svg"
+)
 
 // TrialResult is one trial of a fetched sweep.
 type TrialResult struct {
@@ -166,6 +171,9 @@ func sweepReport(f *Fetched) string {
 	}
 	if f.Plot != "" {
 		fmt.Fprintf(&b, "\n## Comparison\n\n![Validation accuracy of the top trials, and the best accuracy against each swept value](%s)\n", SweepPlotFile)
+		if f.PlotSVG != "" {
+			fmt.Fprintf(&b, "\nThe same figure as SVG: [%s](%s).\n", SweepPlotSVGFile, SweepPlotSVGFile)
+		}
 	}
 	b.WriteString("\nEach trial's files are in `trials/<trial>/` (history, metrics, evaluation per stage); `summary.json` holds every trial.\n")
 	return b.String()
@@ -217,13 +225,15 @@ const topCurves = 5
 
 // SweepPlot draws the comparison: the validation accuracy per epoch of the top trials'
 // scored stage, and for each swept key the trials' scores against its values (numbers on
-// a number axis, anything else as categories). nil when no trial has a score yet.
-func SweepPlot(f *Fetched) ([]byte, error) {
+// a number axis, anything else as categories), as PNG and SVG. Both nil when no trial has
+// a score yet.
+func SweepPlot(f *Fetched) (png, svg []byte, err error) {
 	order := Leaderboard(f.Trials)
 	if len(order) == 0 || f.Trials[order[0]].Score == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	top := plot.New()
+	sansFonts(top)
 	top.Title.Text = fmt.Sprintf("Validation accuracy, top %d trials", min(topCurves, len(order)))
 	top.X.Label.Text = "epoch"
 	top.Y.Label.Text = "val accuracy"
@@ -249,7 +259,7 @@ func SweepPlot(f *Fetched) ([]byte, error) {
 		}
 		l, err := plotter.NewLine(pts)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		l.Color = palette[n%len(palette)]
 		l.Width = vg.Points(1.5)
@@ -260,28 +270,36 @@ func SweepPlot(f *Fetched) ([]byte, error) {
 	for ki, key := range f.SweepKeys {
 		p, err := scorePlot(f, ki, key)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rows = append(rows, []*plot.Plot{p})
 	}
-	h := vg.Length(3+2.5*float64(len(rows)-1)) * vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(8*vg.Inch, h), vgimg.UseDPI(100))
-	dc := draw.New(img)
+	w, h := 8*vg.Inch, vg.Length(3.5+3*float64(len(rows)-1))*vg.Inch
 	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadY: vg.Millimeter * 8, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
-	cs := plot.Align(rows, tiles, dc)
-	for r := range rows {
-		rows[r][0].Draw(cs[r][0])
+	drawRows := func(c vg.CanvasSizer) {
+		cs := plot.Align(rows, tiles, draw.New(c))
+		for r := range rows {
+			rows[r][0].Draw(cs[r][0])
+		}
 	}
-	var buf bytes.Buffer
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&buf); err != nil {
-		return nil, err
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(figDPI))
+	drawRows(img)
+	var pb, sb bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(&pb); err != nil {
+		return nil, nil, err
 	}
-	return buf.Bytes(), nil
+	sc := vgsvg.New(w, h)
+	drawRows(sc)
+	if _, err := sc.WriteTo(&sb); err != nil {
+		return nil, nil, err
+	}
+	return pb.Bytes(), svgFallbackFonts(sb.Bytes()), nil
 }
 
 // scorePlot is the trials' scores against the values of swept key ki.
 func scorePlot(f *Fetched, ki int, key string) (*plot.Plot, error) {
 	p := plot.New()
+	sansFonts(p)
 	p.Title.Text = "best val accuracy by " + key
 	p.Y.Label.Text = "best val accuracy"
 	p.X.Label.Text = key
@@ -306,9 +324,22 @@ func scorePlot(f *Fetched, ki int, key string) (*plot.Plot, error) {
 	}
 	var xys plotter.XYs
 	if numeric {
+		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, pt := range pts {
 			x, _ := strconv.ParseFloat(pt.value, 64)
+			lo, hi = math.Min(lo, x), math.Max(hi, x)
 			xys = append(xys, plotter.XY{X: x, Y: pt.score})
+		}
+		// Learning rates and the like are swept by decades: on a linear axis all but the
+		// largest crowd at its left end.
+		if lo > 0 && hi/lo > 10 && !math.IsInf(hi, 0) {
+			for i := range xys {
+				xys[i].X = math.Log10(xys[i].X)
+			}
+			p.X.Tick.Marker = logTicks{}
+			p.X.Label.Text = key + " (log scale)"
+			pad := (math.Log10(hi) - math.Log10(lo)) * 0.04
+			p.X.Min, p.X.Max = math.Log10(lo)-pad, math.Log10(hi)+pad
 		}
 	} else {
 		var cats []string
