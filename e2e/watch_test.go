@@ -61,25 +61,29 @@ func TestStatusWatchOnATerminal(t *testing.T) {
 			sh.WriteString("export " + k + "=" + shq(v) + "\n")
 		}
 	}
-	sh.WriteString("exec " + shq(c.bin) + " status --last 13 --watch --interval 1s\n")
+	// hpctl's exit status goes to a file: tmux's pane_dead_status is set only once the tmux
+	// server reaps the process, and it was seen leaving hpctl a zombie for over 30 s after
+	// the pane closed. The shell's INT trap (a trap, not an ignore, so hpctl gets the
+	// default disposition) keeps the shell alive to write the status after Ctrl-C.
+	exitFile := filepath.Join(dir, "watch.exit")
+	sh.WriteString("trap true INT\n")
+	sh.WriteString(shq(c.bin) + " status --last 13 --watch --interval 1s\n")
+	sh.WriteString("echo $? > " + shq(exitFile) + ".tmp && mv " + shq(exitFile) + ".tmp " + shq(exitFile) + "\n")
 	if err := os.WriteFile(script, []byte(sh.String()), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// remain-on-exit keeps the pane, and hpctl's exit status with it, once hpctl ends.
+	// remain-on-exit keeps the pane, and the screen with it, once the script ends.
 	if out, err := tm("new-session", "-d", "-s", "w", "-x", "80", "-y", "24", "sh "+shq(script), ";",
 		"set-option", "-t", "w", "remain-on-exit", "on"); err != nil {
 		t.Fatalf("tmux new-session: %v\n%s", err, out)
 	}
 	// exited is hpctl's exit status once it has ended ("" while it runs).
 	exited := func() string {
-		out, err := tm("display-message", "-p", "-t", "w", "#{pane_dead} #{pane_dead_status}")
-		if err != nil {
-			t.Fatalf("tmux display-message: %v\n%s", err, out)
+		b, err := os.ReadFile(exitFile)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
 		}
-		if dead, status, _ := strings.Cut(strings.TrimSpace(out), " "); dead == "1" {
-			return status
-		}
-		return ""
+		return strings.TrimSpace(string(b))
 	}
 
 	var screen string
@@ -147,7 +151,14 @@ func TestStatusWatchOnATerminal(t *testing.T) {
 			break
 		}
 		if time.Now().After(end) {
-			t.Fatal("the watch did not end within 30s of Ctrl-C")
+			// Where it hangs: Go prints every goroutine's stack on SIGQUIT (hpctl is the
+			// script shell's child).
+			pid, _ := tm("display-message", "-p", "-t", "w", "#{pane_pid}")
+			ps, _ := exec.Command("ps", "--ppid", strings.TrimSpace(pid), "-o", "pid,stat,args").CombinedOutput()
+			_ = exec.Command("pkill", "-QUIT", "-P", strings.TrimSpace(pid)).Run()
+			time.Sleep(2 * time.Second)
+			dump, _ := tm("capture-pane", "-p", "-J", "-S", "-", "-t", "w")
+			t.Fatalf("the watch did not end within 30s of Ctrl-C; the shell's children:\n%s\nthe screen after SIGQUIT:\n%s", ps, dump)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
