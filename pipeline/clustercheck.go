@@ -64,8 +64,9 @@ type probe struct {
 //
 // A dry run reports the runtime's problems as warnings (what submit would refuse) and
 // only the data's as errors: a spec is often tried on a workstation that has neither the
-// cluster's runtime nor its images.
-func checkCluster(ctx context.Context, t transport.Transport, p *experiment.Plan, dryRun bool, more ...experiment.Problem) ([]string, error) {
+// cluster's runtime nor its images. So does a submission told that the submit host is no
+// judge of the compute nodes (SubmitOptions.NoRuntimeCheck).
+func checkCluster(ctx context.Context, t transport.Transport, p *experiment.Plan, mode clusterCheckMode, more ...experiment.Problem) ([]string, error) {
 	probes := dataProbes(p.DataChecks)
 	nData := len(probes)
 	probes = append(probes, runtimeProbes(p)...)
@@ -77,9 +78,18 @@ func checkCluster(ctx context.Context, t transport.Transport, p *experiment.Plan
 	se := &experiment.SpecError{Problems: more}
 	for _, pr := range problems {
 		prob := experiment.Problem{File: p.SpecFile, Pos: pr.pos, Msg: pr.key + ": " + pr.msg}
-		if dryRun && pr.index >= nData {
-			warnings = append(warnings, "submit would refuse this: "+prob.String())
-			continue
+		if pr.index >= nData {
+			switch {
+			case mode.dryRun && mode.noRuntime:
+				warnings = append(warnings, "submit --no-runtime-check would go on although: "+prob.String())
+				continue
+			case mode.dryRun:
+				warnings = append(warnings, "submit would refuse this: "+prob.String())
+				continue
+			case mode.noRuntime:
+				warnings = append(warnings, "--no-runtime-check: submitted although: "+prob.String())
+				continue
+			}
 		}
 		se.Problems = append(se.Problems, prob)
 	}
@@ -88,6 +98,10 @@ func checkCluster(ctx context.Context, t transport.Transport, p *experiment.Plan
 	}
 	return warnings, se
 }
+
+// clusterCheckMode says what becomes of the runtime's problems: refusals unless this is a
+// dry run or the submission was told not to judge the runtime by the submit host.
+type clusterCheckMode struct{ dryRun, noRuntime bool }
 
 func dataProbes(checks []experiment.DataCheck) []probe {
 	var probes []probe
@@ -129,7 +143,7 @@ func runtimeProbes(p *experiment.Plan) []probe {
 		if flag := caps.ProgramFlag; flag != "" {
 			probes = append(probes, probe{kind: "flag", a: prog, b: flag, key: "container.runtime", pos: p.RuntimePos, judge: func(l string) string {
 				if l != "ok" {
-					return fmt.Sprintf("runtime %s: `%s --help` does not list %s: the %s plugin is not installed on this cluster; choose another runtime", c.Runtime, prog, flag, c.Runtime)
+					return fmt.Sprintf("runtime %s: `%s --help` does not list %s: the %s plugin is not installed on this cluster (%s); choose another runtime", c.Runtime, prog, flag, c.Runtime, checkedWhere)
 				}
 				return ""
 			}})
@@ -214,7 +228,7 @@ func version(line string) (major, minor int, ok bool) {
 
 // checkedWhere says where the checks ran, for messages: on Slurm the login node, whose
 // PATH may differ from the compute nodes'.
-const checkedWhere = "checked on the machine hpctl submits to"
+const checkedWhere = "checked on the machine hpctl submits to; if only the compute nodes have it, submit with --no-runtime-check"
 
 type foundProblem struct {
 	key, msg string

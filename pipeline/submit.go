@@ -28,6 +28,11 @@ type SubmitOptions struct {
 	// DryRun renders and checks everything but stages nothing, submits nothing and
 	// records nothing.
 	DryRun bool
+	// NoRuntimeCheck turns the container runtime's refusals into warnings. Those checks run
+	// where the jobs are submitted (the login node for Slurm), which may lack what the
+	// compute nodes have (the runtime's module, the NVIDIA toolkit, a CDI spec). The data
+	// checks still refuse.
+	NoRuntimeCheck bool
 	// Version is recorded with the run (hpctl's version).
 	Version string
 	// Now stamps the run id; time.Now when nil.
@@ -84,7 +89,7 @@ func Submit(ctx context.Context, t transport.Transport, ex jobs.Executor, reg re
 		}
 	}
 	spec := plan.Spec
-	runtimeWarnings, err := checkCluster(ctx, t, plan, opts.DryRun, initProblems...)
+	runtimeWarnings, err := checkCluster(ctx, t, plan, clusterCheckMode{dryRun: opts.DryRun, noRuntime: opts.NoRuntimeCheck}, initProblems...)
 	if err != nil {
 		return nil, err
 	}

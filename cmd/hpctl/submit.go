@@ -17,10 +17,11 @@ import (
 func init() { register(30, submitCommand) }
 
 type submitOptions struct {
-	spec     string
-	dryRun   bool
-	executor string
-	json     bool
+	spec           string
+	dryRun         bool
+	noRuntimeCheck bool
+	executor       string
+	json           bool
 }
 
 func submitCommand(e *env) *cli.Command {
@@ -32,7 +33,10 @@ func submitCommand(e *env) *cli.Command {
 two class folders and (Slurm, one sinfo call) that every stage's partition, CPUs,
 memory, GPUs, nodes and time fit the cluster, and its account and QOS yours (one
 sacctmgr call, only when the spec names them); a request that can never run is
-refused there, with the spec position to change (exit 6). Then it stages a new run
+refused there, with the spec position to change (exit 6). A container runtime, its GPU
+support or an image file that is missing where hpctl submits is refused the same way
+(exit 2); --no-runtime-check submits anyway, with warnings, for a login node that lacks
+what the compute nodes have. Then it stages a new run
 directory <workdir>/<run-id>/ (atomically), submits the stages in order, each later one
 with --dependency=afterok on the jobs it depends on, and records the run in the local
 registry. If a later submission fails, the jobs already
@@ -47,6 +51,7 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "show what would be staged and submitted; change nothing"},
 			&cli.StringFlag{Name: "executor", Usage: "auto, slurm or local (default: settings, then the spec, then auto)"},
+			&cli.BoolFlag{Name: "no-runtime-check", Usage: "submit although the container runtime, its GPU support or its image look missing where hpctl submits (they are checked on the login node, which may lack what the compute nodes have); shown as warnings"},
 			outputFlag(),
 		},
 		Action: func(c *cli.Context) error {
@@ -57,7 +62,7 @@ Examples:
 			if c.NArg() != 1 {
 				return usageError(errorf("submit needs exactly one SPEC file"))
 			}
-			return runSubmit(c.Context, e, submitOptions{spec: c.Args().First(), dryRun: c.Bool("dry-run"), executor: c.String("executor"), json: asJSON})
+			return runSubmit(c.Context, e, submitOptions{spec: c.Args().First(), dryRun: c.Bool("dry-run"), noRuntimeCheck: c.Bool("no-runtime-check"), executor: c.String("executor"), json: asJSON})
 		},
 	}
 }
@@ -117,7 +122,7 @@ func runSubmit(ctx context.Context, e *env, o submitOptions) error {
 		defer r.Close()
 		reg = r
 	}
-	sub, err := pipeline.Submit(ctx, t, ex, reg, l, pipeline.SubmitOptions{DryRun: o.dryRun, Version: buildVersion().Version})
+	sub, err := pipeline.Submit(ctx, t, ex, reg, l, pipeline.SubmitOptions{DryRun: o.dryRun, NoRuntimeCheck: o.noRuntimeCheck, Version: buildVersion().Version})
 	if sub != nil {
 		// Before the error too: a skipped pre-flight explains a refusal sbatch made.
 		for _, w := range sub.Warnings {
