@@ -57,7 +57,19 @@ stages:
 		t.Fatal("a refused submission staged a run directory")
 	}
 
-	out := c.must(t, "submit", spec, "--no-runtime-check", "-o", "json")
+	// A dry run with the flag says what the submission would go on despite.
+	_, errs, code = c.run(t, "submit", spec, "--dry-run", "--no-runtime-check")
+	if code != 0 || !strings.Contains(errs, "hpctl: warning: submit --no-runtime-check would go on although: "+spec+":12:12: container.runtime:") {
+		t.Errorf("dry run with the flag: exit %d, want 0 with the runtime's problem as a warning:\n%s", code, errs)
+	}
+
+	out, errs, code := c.run(t, "submit", spec, "--no-runtime-check", "-o", "json")
+	if code != 0 {
+		t.Fatalf("submit --no-runtime-check: exit %d\n%s", code, errs)
+	}
+	if !strings.Contains(errs, "hpctl: warning: --no-runtime-check: submitted although: "+spec+":13:10: container.image:") {
+		t.Errorf("no warning on stderr for the missing image:\n%s", errs)
+	}
 	var sub struct {
 		RunID    string   `json:"run_id"`
 		Warnings []string `json:"warnings"`
