@@ -129,5 +129,21 @@ def main(argv=None):
         return EXIT_FAILED
 
 
+def exit_process(code):
+    """Exit with code. A worker of a multi-worker run leaves without the interpreter's
+    teardown: TF 2.7's collective runtime was seen aborting it ("terminate called without
+    an active exception", SIGABRT) after the stage had finished and every file was written,
+    and srun --kill-on-bad-exit would then fail the stage that had succeeded."""
+    if distributed_run():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def distributed_run():
+    return "," in os.environ.get("HPCTL_WORKERS", "")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
